@@ -1,0 +1,138 @@
+"""The environment that accelerate reads, so that an ``Accelerator()`` built by someone else (the HF
+``Trainer``, ``accelerate launch``) runs FP8 with the requested backend.
+
+accelerate reads ``ACCELERATE_MIXED_PRECISION``, ``ACCELERATE_FP8_BACKEND`` (``AO``/``TE``) and the
+``ACCELERATE_FP8_*`` recipe defaults. It never reads ``FP8_BACKEND`` or ``FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER``;
+fp8ref sets those too, for code written against the original helpers, and ``FP8_RECIPE`` and
+``FP8_AUTO_FILTER`` so that :func:`~fp8ref.patch.patch_accelerator_for_fp8` can rebuild the same recipe
+from the environment alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from fp8ref.backends import INSTALL_HINT, probe_backend, resolve_backend
+from fp8ref.config import Backend, FP8Settings, parse_recipe
+from fp8ref.errors import FP8ConfigError
+from fp8ref.recipes import TE_AMAX_COMPUTE_ALGO, TE_AMAX_HISTORY_LEN, TE_FP8_FORMAT
+
+logger = logging.getLogger(__name__)
+
+MIXED_PRECISION_VAR = "ACCELERATE_MIXED_PRECISION"
+BACKEND_VAR = "ACCELERATE_FP8_BACKEND"
+ALL_GATHER_VAR = "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
+TE_FORMAT_VAR = "ACCELERATE_FP8_FORMAT"
+TE_AMAX_HISTORY_LEN_VAR = "ACCELERATE_FP8_AMAX_HISTORY_LEN"
+TE_AMAX_COMPUTE_ALGO_VAR = "ACCELERATE_FP8_AMAX_COMPUTE_ALGO"
+COMPAT_BACKEND_VAR = "FP8_BACKEND"
+COMPAT_ALL_GATHER_VAR = "FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
+RECIPE_VAR = "FP8_RECIPE"
+AUTO_FILTER_VAR = "FP8_AUTO_FILTER"
+
+_ACCELERATE_BACKEND_NAMES = {"AO": Backend.TORCHAO, "TE": Backend.TE}
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def fp8_environment_variables(training_args: Any) -> dict[str, str]:
+    """The variables (name to value) that :func:`configure_fp8_environment` sets; ``{}`` when FP8 is off."""
+    settings = FP8Settings.from_training_args(training_args)
+    if not settings.enabled:
+        return {}
+    # A named backend is written even where it is not installed (accelerate then fails loudly at
+    # Accelerator() time); 'auto' must be resolved here, since accelerate's own auto-detection would
+    # build its default tensorwise recipe.
+    backend = resolve_backend(settings, require_available=False)
+    variables = {
+        MIXED_PRECISION_VAR: "fp8",
+        BACKEND_VAR: backend.accelerate_name,
+        ALL_GATHER_VAR: _flag(settings.enable_fsdp_float8_all_gather),
+        COMPAT_BACKEND_VAR: backend.value,
+        COMPAT_ALL_GATHER_VAR: _flag(settings.enable_fsdp_float8_all_gather),
+        AUTO_FILTER_VAR: _flag(settings.auto_filter),
+    }
+    if backend is Backend.TORCHAO:
+        variables[RECIPE_VAR] = settings.effective_recipe.value
+    else:
+        variables[TE_FORMAT_VAR] = TE_FP8_FORMAT
+        variables[TE_AMAX_HISTORY_LEN_VAR] = str(TE_AMAX_HISTORY_LEN)
+        variables[TE_AMAX_COMPUTE_ALGO_VAR] = TE_AMAX_COMPUTE_ALGO
+    return variables
+
+
+def configure_fp8_environment(training_args: Any) -> dict[str, str]:
+    """Set the environment that accelerate reads for the FP8 request of ``training_args``.
+
+    Returns the variables whose value changed (name to new value). Does nothing when FP8 is off.
+    Validation happens before any variable is written, so an invalid request leaves ``os.environ`` as
+    it was. Idempotent.
+    """
+    variables = fp8_environment_variables(training_args)
+    settings = FP8Settings.from_training_args(training_args)
+    if variables and settings.backend is not Backend.AUTO:
+        probe = probe_backend(settings.backend)
+        if not probe.available:
+            logger.warning(
+                "%s=%s is set, but %s is not usable here (%s): Accelerator() will fail. Install it: %s",
+                BACKEND_VAR,
+                variables[BACKEND_VAR],
+                probe.package,
+                probe.reason,
+                INSTALL_HINT[settings.backend],
+            )
+    changed = {name: value for name, value in variables.items() if os.environ.get(name) != value}
+    os.environ.update(variables)
+    for name, value in changed.items():
+        logger.info("set %s=%s", name, value)
+    return changed
+
+
+@contextlib.contextmanager
+def fp8_environment(training_args: Any) -> Iterator[dict[str, str]]:
+    """Context manager form of :func:`configure_fp8_environment`: restores the previous values on exit."""
+    names = list(fp8_environment_variables(training_args))
+    previous = {name: os.environ.get(name) for name in names}
+    try:
+        yield configure_fp8_environment(training_args)
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def settings_from_environment(environ: Mapping[str, str] | None = None) -> FP8Settings:
+    """Rebuild the FP8 request from the variables :func:`configure_fp8_environment` set.
+
+    Raises :class:`FP8ConfigError` when the environment does not request FP8.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(MIXED_PRECISION_VAR, "").lower() != "fp8":
+        raise FP8ConfigError(
+            f"{MIXED_PRECISION_VAR} is {env.get(MIXED_PRECISION_VAR)!r}, not 'fp8': call "
+            "configure_fp8_environment(training_args) first, or pass training_args to "
+            "patch_accelerator_for_fp8(training_args)"
+        )
+    accelerate_backend = env.get(BACKEND_VAR, "").upper()
+    if accelerate_backend and accelerate_backend not in _ACCELERATE_BACKEND_NAMES:
+        raise FP8ConfigError(
+            f"{BACKEND_VAR}={env.get(BACKEND_VAR)!r}: fp8ref supports 'AO' (torchao) and 'TE' (Transformer Engine)"
+        )
+    backend = _ACCELERATE_BACKEND_NAMES.get(accelerate_backend, Backend.AUTO)
+    all_gather = env.get(ALL_GATHER_VAR, env.get(COMPAT_ALL_GATHER_VAR, "false")).strip().lower()
+    recipe = parse_recipe(env.get(RECIPE_VAR)) if backend is Backend.TORCHAO else None
+    return FP8Settings(
+        enabled=True,
+        backend=backend,
+        recipe=recipe,
+        enable_fsdp_float8_all_gather=all_gather in ("1", "true", "yes", "on"),
+        auto_filter=env.get(AUTO_FILTER_VAR, "false").strip().lower() in ("1", "true", "yes", "on"),
+    )

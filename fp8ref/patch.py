@@ -1,0 +1,140 @@
+"""Make every ``Accelerator()`` carry fp8ref's FP8 recipe.
+
+The HF ``Trainer`` builds its own ``Accelerator`` and passes no FP8 handler (it always passes a
+``DistributedDataParallelKwargs``). Without a handler, accelerate makes up its own recipe from
+``ACCELERATE_MIXED_PRECISION=fp8``: for torchao that is tensorwise with FSDP float8 all-gather on and
+its own module filter, which is not what the user asked for. :func:`patch_accelerator_for_fp8` wraps
+``Accelerator.__init__`` so that an FP8 handler built by :func:`~fp8ref.recipes.create_fp8_kwargs` is
+added to whatever handlers the caller passes, unless the caller already passes an FP8 handler.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fp8ref.backends import resolve_backend
+from fp8ref.config import Backend, FP8Settings
+from fp8ref.environment import settings_from_environment
+from fp8ref.recipes import build_fp8_handler, build_module_filter
+
+logger = logging.getLogger(__name__)
+
+_PATCH_MARKER = "__fp8ref_patch__"
+_ORIGINAL_INIT = "_fp8ref_original_init"
+_SETTINGS = "_fp8ref_settings"
+
+_FP8_HANDLER_CLASS_NAMES = ("AORecipeKwargs", "TERecipeKwargs", "FP8RecipeKwargs", "MSAMPRecipeKwargs")
+
+
+def _fp8_handler_classes() -> tuple[type, ...]:
+    import accelerate.utils
+
+    return tuple(cls for name in _FP8_HANDLER_CLASS_NAMES if (cls := getattr(accelerate.utils, name, None)) is not None)
+
+
+def is_accelerator_patched() -> bool:
+    """Whether ``Accelerator.__init__`` currently carries fp8ref's patch."""
+    from accelerate import Accelerator
+
+    return bool(getattr(Accelerator.__init__, _PATCH_MARKER, False))
+
+
+def _patched_init(original_init: Callable[..., None]) -> Callable[..., None]:
+    signature = inspect.signature(original_init)
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        from accelerate import Accelerator
+
+        settings: FP8Settings = getattr(Accelerator, _SETTINGS)
+        bound = signature.bind(self, *args, **kwargs)
+        arguments = bound.arguments
+        handlers = list(arguments.get("kwargs_handlers") or [])
+        if any(isinstance(handler, _fp8_handler_classes()) for handler in handlers):
+            logger.debug("Accelerator() got an FP8 handler from its caller: keeping it")
+        else:
+            handlers.append(build_fp8_handler(settings))
+            logger.info("fp8ref: added the FP8 recipe handler to Accelerator(kwargs_handlers=...)")
+        arguments["kwargs_handlers"] = handlers
+        requested = arguments.get("mixed_precision")
+        if requested not in (None, "fp8"):
+            logger.info("fp8ref: Accelerator(mixed_precision=%r) overridden by 'fp8'", requested)
+        arguments["mixed_precision"] = "fp8"
+        original_init(*bound.args, **bound.kwargs)
+
+    setattr(__init__, _PATCH_MARKER, True)
+    return __init__
+
+
+def _install_te_converter(settings: FP8Settings) -> None:
+    import accelerate.accelerator as accelerator_module
+
+    from fp8ref.te_convert import make_accelerate_converter
+
+    current = accelerator_module.convert_model
+    original = getattr(current, "__fp8ref_original__", current)
+    accelerator_module.convert_model = make_accelerate_converter(original, build_module_filter(settings))
+
+
+def _remove_te_converter() -> None:
+    import accelerate.accelerator as accelerator_module
+
+    original = getattr(accelerator_module.convert_model, "__fp8ref_original__", None)
+    if original is not None:
+        accelerator_module.convert_model = original
+
+
+def patch_accelerator_for_fp8(training_args: Any = None) -> None:
+    """Wrap ``Accelerator.__init__`` so that every ``Accelerator()`` gets fp8ref's FP8 recipe handler.
+
+    ``training_args`` gives the FP8 request; without it the request is read from the environment that
+    :func:`~fp8ref.environment.configure_fp8_environment` set. The handler is built once here, so an
+    unusable backend fails now (``FP8BackendUnavailableError``, an ``ImportError``), not at the first
+    ``Accelerator()``. With torchao this never imports ``transformer_engine``. With Transformer Engine
+    it also replaces accelerate's TE conversion by one that honours the module filter (see
+    :mod:`fp8ref.te_convert`). Calling it again updates the request without wrapping twice.
+    """
+    from accelerate import Accelerator
+
+    settings = settings_from_environment() if training_args is None else FP8Settings.from_training_args(training_args)
+    if not settings.enabled:
+        logger.info("patch_accelerator_for_fp8: FP8 is not requested; Accelerator left as it is")
+        return
+    backend = resolve_backend(settings)
+    settings = FP8Settings(
+        enabled=True,
+        backend=backend,
+        recipe=settings.recipe,
+        enable_fsdp_float8_all_gather=settings.enable_fsdp_float8_all_gather,
+        auto_filter=settings.auto_filter,
+    )
+    build_fp8_handler(settings)  # fail now, not inside the Trainer
+    setattr(Accelerator, _SETTINGS, settings)
+    if backend is Backend.TE:
+        _install_te_converter(settings)
+    else:
+        _remove_te_converter()
+    if is_accelerator_patched():
+        logger.debug("Accelerator.__init__ is already patched: FP8 request updated")
+        return
+    setattr(Accelerator, _ORIGINAL_INIT, Accelerator.__init__)
+    Accelerator.__init__ = _patched_init(Accelerator.__init__)
+    logger.info("patched Accelerator.__init__ to inject the FP8 recipe (%s)", backend.value)
+
+
+def unpatch_accelerator_for_fp8() -> bool:
+    """Restore the original ``Accelerator.__init__``; returns whether a patch was removed."""
+    from accelerate import Accelerator
+
+    _remove_te_converter()
+    if not is_accelerator_patched():
+        return False
+    Accelerator.__init__ = getattr(Accelerator, _ORIGINAL_INIT)
+    delattr(Accelerator, _ORIGINAL_INIT)
+    if hasattr(Accelerator, _SETTINGS):
+        delattr(Accelerator, _SETTINGS)
+    return True
