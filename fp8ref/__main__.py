@@ -1,0 +1,5 @@
+import sys
+
+from fp8ref.cli import main
+
+sys.exit(main())

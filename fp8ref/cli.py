@@ -1,0 +1,87 @@
+"""The ``fp8ref`` command line: ``doctor``, ``plan`` and ``check``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from fp8ref.config import VALID_RECIPES
+from fp8ref.errors import FP8Error
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from fp8ref.doctor import run_doctor
+
+    report = run_doctor()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
+    return 0 if report.any_usable else 1
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from fp8ref.plan import plan_config
+
+    started = time.perf_counter()
+    plan = plan_config(args.config, recipe=args.recipe, size_aware=args.auto_filter, tokens=args.tokens, gpu=args.gpu)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+    else:
+        print(plan.render())
+        print(f"planned in {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from conformance.runner import run_check
+
+    return int(run_check(args.impl, gpu=args.gpu, report=args.report, extra_args=list(args.pytest_args)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fp8ref", description="Is FP8 training really on, configured right, and does it pay?"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    doctor = commands.add_parser("doctor", help="versions, GPU, and whether each FP8 backend works here")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(run=_doctor)
+
+    plan = commands.add_parser("plan", help="which linear layers of a model convert to FP8, and why")
+    plan.add_argument("--config", help="a transformers config.json (default: an embedded tiny Llama)")
+    plan.add_argument("--recipe", choices=VALID_RECIPES, default="rowwise", help="torchao recipe (default rowwise)")
+    plan.add_argument(
+        "--auto-filter", action="store_true", help="also skip layers too small to gain from FP8 (torchao thresholds)"
+    )
+    plan.add_argument("--tokens", type=int, default=8192, help="tokens per step for the speedup estimate")
+    plan.add_argument("--gpu", default="h100-sxm", help="GPU of the roofline estimate (h100-sxm, h100-pcie, h200)")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.set_defaults(run=_plan)
+
+    check = commands.add_parser("check", help="run the conformance suite against an implementation")
+    check.add_argument("--impl", default="fp8ref", help="module offering the five functions (default fp8ref)")
+    check.add_argument("--gpu", action="store_true", help="run the GPU clauses (G1..G4) instead of the CPU ones")
+    check.add_argument("--report", help="write the JSON clause report here")
+    check.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
+    check.set_defaults(run=_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.run(args))
+    except FP8Error as exc:
+        print(f"fp8ref {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

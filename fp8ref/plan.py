@@ -1,0 +1,209 @@
+"""Plan an FP8 conversion without weights: which linear layers convert, why the others don't, and
+what share of the linear FLOPs will run in FP8.
+
+The model is built from a transformers config on the meta device (no weights, no download), so a
+70B-parameter config plans in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from fp8ref.config import TorchaoRecipe
+from fp8ref.errors import FP8ConfigError
+from fp8ref.module_filter import SizeThreshold, explain
+from fp8ref.roofline import GPUSpec, predict
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_CONFIG = "tiny_llama.json"
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    fqn: str
+    in_features: int
+    out_features: int
+    convert: bool
+    reason: str
+    bf16_time_s: float
+    fp8_time_s: float
+
+    @property
+    def macs_per_token(self) -> int:
+        return self.in_features * self.out_features
+
+    @property
+    def predicted_speedup(self) -> float:
+        return self.bf16_time_s / self.fp8_time_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fqn": self.fqn,
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "convert": self.convert,
+            "reason": self.reason,
+            "predicted_speedup": round(self.predicted_speedup, 4),
+        }
+
+
+@dataclass(frozen=True)
+class ConversionPlan:
+    model: str
+    recipe: str
+    size_aware: bool
+    tokens: int
+    gpu: str
+    layers: tuple[LayerPlan, ...] = field(default=())
+
+    @property
+    def converted(self) -> tuple[LayerPlan, ...]:
+        return tuple(layer for layer in self.layers if layer.convert)
+
+    @property
+    def fp8_flop_share(self) -> float:
+        """Share of the linear layers' FLOPs that runs in FP8 (FLOPs are proportional to K*N per token)."""
+        total = sum(layer.macs_per_token for layer in self.layers)
+        return sum(layer.macs_per_token for layer in self.converted) / total if total else 0.0
+
+    @property
+    def predicted_linear_speedup(self) -> float:
+        """Roofline bound of the speedup of all linear layers together (see :mod:`fp8ref.roofline`)."""
+        bf16 = sum(layer.bf16_time_s for layer in self.layers)
+        fp8 = sum(layer.fp8_time_s if layer.convert else layer.bf16_time_s for layer in self.layers)
+        return bf16 / fp8 if fp8 else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "recipe": self.recipe,
+            "size_aware": self.size_aware,
+            "tokens": self.tokens,
+            "gpu": self.gpu,
+            "totals": {
+                "linear_layers": len(self.layers),
+                "converted": len(self.converted),
+                "skipped": len(self.layers) - len(self.converted),
+                "fp8_flop_share": round(self.fp8_flop_share, 6),
+                "predicted_linear_speedup": round(self.predicted_linear_speedup, 4),
+            },
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+
+    def render(self) -> str:
+        width = max((len(layer.fqn) for layer in self.layers), default=10)
+        lines = [
+            f"FP8 plan for {self.model} (recipe {self.recipe}{', size-aware filter' if self.size_aware else ''}; "
+            f"speedups: roofline bound on {self.gpu} at {self.tokens} tokens)",
+            f"{'layer':<{width}}  {'in':>6} {'out':>7}  {'plan':<7} {'bound':>6}  reason",
+        ]
+        for layer in self.layers:
+            verdict = "convert" if layer.convert else "skip"
+            lines.append(
+                f"{layer.fqn:<{width}}  {layer.in_features:>6} {layer.out_features:>7}  {verdict:<7} "
+                f"{layer.predicted_speedup:>5.2f}x  {layer.reason}"
+            )
+        lines += [
+            "",
+            f"linear layers: {len(self.layers)}, converted: {len(self.converted)}, "
+            f"skipped: {len(self.layers) - len(self.converted)}",
+            f"share of linear FLOPs in FP8: {100 * self.fp8_flop_share:.1f}%",
+            f"roofline bound of the linear layers' speedup: {self.predicted_linear_speedup:.2f}x "
+            "(an upper bound: real runs reach less; attention and other ops are not counted)",
+        ]
+        return "\n".join(lines)
+
+
+def load_config_dict(path: str | Path | None) -> tuple[str, dict[str, Any]]:
+    """Read a transformers ``config.json`` (the embedded tiny Llama one when ``path`` is None)."""
+    if path is None:
+        text = resources.files("fp8ref.data").joinpath(EMBEDDED_CONFIG).read_text(encoding="utf-8")
+        return f"embedded {EMBEDDED_CONFIG}", json.loads(text)
+    file = Path(path)
+    if not file.is_file():
+        raise FP8ConfigError(f"config file {str(file)!r} does not exist")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise FP8ConfigError(f"{file} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or "model_type" not in data:
+        raise FP8ConfigError(f"{file} is not a transformers config.json: it has no 'model_type'")
+    return str(file), data
+
+
+def build_meta_model(config_dict: dict[str, Any]) -> nn.Module:
+    """Instantiate the model of a transformers config on the meta device: no memory, no download."""
+    try:
+        import transformers
+    except ImportError as exc:
+        raise FP8ConfigError("fp8ref plan needs transformers: pip install transformers") from exc
+    model_type = config_dict["model_type"]
+    try:
+        config = transformers.AutoConfig.for_model(
+            model_type, **{k: v for k, v in config_dict.items() if k != "model_type"}
+        )
+    except ValueError as exc:
+        raise FP8ConfigError(f"transformers does not know model_type {model_type!r}: {exc}") from exc
+    with torch.device("meta"):
+        try:
+            model: nn.Module = transformers.AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+        except ValueError:
+            model = transformers.AutoModel.from_config(config)  # type: ignore[no-untyped-call]
+    return model
+
+
+def plan_model(
+    model: nn.Module,
+    *,
+    name: str = "model",
+    recipe: TorchaoRecipe | str = TorchaoRecipe.ROWWISE,
+    size_aware: bool = False,
+    tokens: int = 8192,
+    gpu: str | GPUSpec = "h100-sxm",
+) -> ConversionPlan:
+    """Plan the conversion of every ``nn.Linear`` of ``model`` with fp8ref's module filter."""
+    chosen = TorchaoRecipe(recipe)
+    threshold = SizeThreshold(chosen) if size_aware else None
+    layers = []
+    for fqn, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        decision = explain(module, fqn, size_threshold=threshold)
+        estimate = predict(tokens, module.in_features, module.out_features, chosen.value, gpu)
+        reason = decision.detail if decision.convert or decision.reason is None else decision.reason.value
+        layers.append(
+            LayerPlan(
+                fqn=fqn,
+                in_features=module.in_features,
+                out_features=module.out_features,
+                convert=decision.convert,
+                reason=reason,
+                bf16_time_s=estimate.bf16_time_s,
+                fp8_time_s=estimate.fp8_time_s,
+            )
+        )
+    gpu_name = gpu.name if isinstance(gpu, GPUSpec) else gpu
+    return ConversionPlan(name, chosen.value, size_aware, tokens, gpu_name, tuple(layers))
+
+
+def plan_config(
+    path: str | Path | None,
+    *,
+    recipe: TorchaoRecipe | str = TorchaoRecipe.ROWWISE,
+    size_aware: bool = False,
+    tokens: int = 8192,
+    gpu: str | GPUSpec = "h100-sxm",
+) -> ConversionPlan:
+    """Plan the conversion of the model of a ``config.json`` (the embedded tiny Llama by default)."""
+    name, config_dict = load_config_dict(path)
+    model = build_meta_model(config_dict)
+    return plan_model(model, name=name, recipe=recipe, size_aware=size_aware, tokens=tokens, gpu=gpu)
