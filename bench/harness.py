@@ -1,0 +1,247 @@
+"""The benchmark harness: variants built through fp8ref, device checks, timing and ``extra_info``.
+
+Every FP8 variant is built the way a user of fp8ref builds it: ``fp8ref.create_fp8_kwargs(args)``
+gives the accelerate handler, and its ``config`` / ``module_filter_func`` (torchao) or its
+DelayedScaling fields (Transformer Engine, through ``accelerate.Accelerator.prepare``) are used as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import statistics
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import fp8ref
+
+MIN_CAPABILITY = (8, 9)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the same model: bf16, or FP8 with a backend and recipe."""
+
+    name: str
+    backend: str | None  # None: bf16 baseline; "torchao" or "te"
+    recipe: str | None  # torchao recipe name; for TE the roofline's "te_delayed"
+
+    @property
+    def roofline_recipe(self) -> str | None:
+        """The key of fp8ref.roofline.RECIPES that models this variant (None for bf16)."""
+        return self.recipe
+
+    def training_args(self) -> types.SimpleNamespace:
+        """The training arguments a user would pass to fp8ref for this variant."""
+        args = types.SimpleNamespace(fp8=True, fp8_backend=self.backend, fp8_enable_fsdp_float8_all_gather=False)
+        if self.backend == "torchao":
+            args.fp8_recipe = self.recipe
+        return args
+
+
+BF16 = Variant("bf16", None, None)
+AO_TENSORWISE = Variant("torchao-tensorwise", "torchao", "tensorwise")
+AO_ROWWISE = Variant("torchao-rowwise", "torchao", "rowwise")
+AO_ROWWISE_GW_HP = Variant("torchao-rowwise_with_gw_hp", "torchao", "rowwise_with_gw_hp")
+TE_DELAYED = Variant("te-delayed-hybrid", "te", "te_delayed")
+
+TORCHAO_VARIANTS = (AO_TENSORWISE, AO_ROWWISE, AO_ROWWISE_GW_HP)
+CPU_VARIANTS = (BF16, *TORCHAO_VARIANTS)
+GPU_VARIANTS = (BF16, *TORCHAO_VARIANTS, TE_DELAYED)
+VARIANTS_BY_NAME = {v.name: v for v in GPU_VARIANTS}
+
+
+def compile_modes() -> tuple[bool, ...]:
+    """GPU runs are eager; ``FP8REF_BENCH_COMPILE=1`` adds torch.compile runs, ``=only`` runs only those."""
+    value = os.environ.get("FP8REF_BENCH_COMPILE", "0").strip().lower()
+    if value in ("", "0", "no", "false"):
+        return (False,)
+    if value == "only":
+        return (True,)
+    if value in ("1", "yes", "true", "both"):
+        return (False, True)
+    raise ValueError(f"FP8REF_BENCH_COMPILE={value!r}: use 0, 1 (eager and compiled) or only")
+
+
+def gpu_skip_reason() -> str | None:
+    """Why the GPU benchmarks cannot run here, or None when they can."""
+    if not torch.cuda.is_available():
+        return "no CUDA device: GPU benchmarks need compute capability >= 8.9 (Ada/Hopper)"
+    cap = torch.cuda.get_device_capability()
+    if cap < MIN_CAPABILITY:
+        name = torch.cuda.get_device_name()
+        return f"{name} has compute capability {cap[0]}.{cap[1]}; FP8 GEMMs need >= 8.9 (Ada/Hopper)"
+    return None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment_info(device: torch.device) -> dict[str, Any]:
+    """Device and library versions, so that a saved benchmark JSON describes itself."""
+    info: dict[str, Any] = {"device": device.type}
+    if device.type == "cuda":
+        cap = torch.cuda.get_device_capability(device)
+        info["device_name"] = torch.cuda.get_device_name(device)
+        info["compute_capability"] = f"{cap[0]}.{cap[1]}"
+        info["cuda"] = torch.version.cuda
+    else:
+        info["device_name"] = f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+        info["compute_capability"] = None
+        info["torch_threads"] = torch.get_num_threads()
+    info["versions"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchao": _version("torchao"),
+        "accelerate": _version("accelerate"),
+        "transformers": _version("transformers"),
+        "transformer_engine": _version("transformer_engine") or _version("transformer-engine"),
+        "fp8ref": getattr(fp8ref, "__version__", None),
+        "pytest_benchmark": _version("pytest-benchmark"),
+    }
+    return info
+
+
+def fp8_handler(variant: Variant) -> Any:
+    """The accelerate kwargs handler fp8ref builds for this variant; skips when its backend is missing.
+
+    Only a missing backend (fp8ref's ``FP8BackendUnavailableError``, an ImportError) skips; any
+    other error fails the benchmark.
+    """
+    if variant.backend is None:
+        raise ValueError("the bf16 variant has no FP8 handler")
+    try:
+        handlers = fp8ref.create_fp8_kwargs(variant.training_args())
+    except ImportError as exc:
+        pytest.skip(f"{variant.name}: backend not available here: {exc}")
+    if len(handlers) != 1:
+        raise RuntimeError(f"fp8ref.create_fp8_kwargs returned {len(handlers)} handlers for {variant}, expected 1")
+    return handlers[0]
+
+
+def count_fp8_modules(model: nn.Module) -> int:
+    """Number of torchao Float8Linear or Transformer Engine modules in ``model``."""
+    count = 0
+    for module in model.modules():
+        cls = type(module)
+        if cls.__name__ == "Float8Linear" or cls.__module__.startswith("transformer_engine"):
+            count += 1
+    return count
+
+
+def convert_torchao(model: nn.Module, variant: Variant, *, emulate: bool = False) -> dict[str, Any]:
+    """Convert ``model`` in place with the config and filter fp8ref builds; return what was used."""
+    handler = fp8_handler(variant)
+    from torchao.float8 import convert_to_float8_training
+
+    config = handler.config
+    if emulate:
+        config = dataclasses.replace(config, emulate=True)
+    convert_to_float8_training(model, config=config, module_filter_fn=handler.module_filter_func)
+    converted = count_fp8_modules(model)
+    if converted == 0:
+        raise RuntimeError(f"{variant.name}: no layer was converted to Float8Linear; the benchmark would time bf16")
+    return {"emulate": bool(config.emulate), "fp8_layers": converted}
+
+
+@contextlib.contextmanager
+def fresh_accelerate_state() -> Iterator[None]:
+    """Reset accelerate's process-wide state and ``os.environ`` around a block."""
+    from accelerate.state import AcceleratorState
+
+    saved = dict(os.environ)
+    AcceleratorState._reset_state(True)
+    try:
+        yield
+    finally:
+        AcceleratorState._reset_state(True)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def accelerate_prepare(variant: Variant, *objects: Any) -> tuple[Any, list[Any]]:
+    """``Accelerator(...).prepare(*objects)`` as a user runs it; call inside :func:`fresh_accelerate_state`.
+
+    bf16 uses ``mixed_precision="no"`` on a bf16 model; FP8 variants use
+    ``mixed_precision=fp8ref.get_fp8_mixed_precision(args)`` and fp8ref's handler.
+    """
+    from accelerate import Accelerator
+
+    if variant.backend is None:
+        accelerator = Accelerator(mixed_precision="no")
+    else:
+        handler = fp8_handler(variant)
+        args = variant.training_args()
+        accelerator = Accelerator(mixed_precision=fp8ref.get_fp8_mixed_precision(args), kwargs_handlers=[handler])
+    prepared = accelerator.prepare(*objects)
+    if len(objects) == 1:
+        prepared = [prepared]
+    return accelerator, list(prepared)
+
+
+@dataclass
+class Timing:
+    """Options of one timed benchmark."""
+
+    rounds: int
+    warmup_rounds: int
+    iterations: int
+
+
+CPU_TIMING = Timing(rounds=5, warmup_rounds=1, iterations=1)
+GPU_TIMING = Timing(rounds=10, warmup_rounds=3, iterations=5)
+
+
+def timed(benchmark: Any, step: Callable[[], object], device: torch.device, timing: Timing) -> None:
+    """Time ``step`` with ``benchmark.pedantic``; on CUDA, synchronize around each step.
+
+    pytest-benchmark's timer wraps each call of the target; the target synchronizes the device after
+    the step, so the time includes the GPU work, not only the launches. On CUDA the step is also
+    bracketed with CUDA events, whose median (after the warm-up calls) lands in ``extra_info``.
+    """
+    if device.type != "cuda":
+        benchmark.pedantic(step, rounds=timing.rounds, warmup_rounds=timing.warmup_rounds, iterations=timing.iterations)
+        return
+
+    event_ms: list[float] = []
+
+    def target() -> None:
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        torch.cuda.synchronize()
+        event_ms.append(start.elapsed_time(end))
+
+    torch.cuda.synchronize()
+    benchmark.pedantic(target, rounds=timing.rounds, warmup_rounds=timing.warmup_rounds, iterations=timing.iterations)
+    measured = event_ms[timing.warmup_rounds * timing.iterations :]
+    if measured:
+        benchmark.extra_info["cuda_event_median_s"] = statistics.median(measured) / 1e3
+
+
+def maybe_compile(model: nn.Module, compiled: bool) -> nn.Module:
+    if not compiled:
+        return model
+    compiled_model: nn.Module = torch.compile(model)  # type: ignore[assignment]
+    return compiled_model
+
+
+def record(benchmark: Any, device: torch.device, **fields: Any) -> None:
+    """Fill ``benchmark.extra_info`` with the environment and the benchmark's own fields."""
+    benchmark.extra_info.update(environment_info(device))
+    benchmark.extra_info.update(fields)
