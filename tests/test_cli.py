@@ -1,0 +1,81 @@
+"""The fp8ref command line: doctor and plan."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fp8ref.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+LLAMA3_70B = ROOT / "examples" / "configs" / "llama3-70b.json"
+
+
+def test_doctor_json_describes_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["doctor", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert {b["backend"] for b in report["backends"]} == {"torchao", "te"}
+    assert report["versions"]["torch"]
+    torchao = next(b for b in report["backends"] if b["backend"] == "torchao")
+    assert code == (0 if report["any_backend_usable"] else 1)
+    assert torchao["usable"] is (report["versions"]["torchao"] is not None)
+
+
+def test_plan_of_the_embedded_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert "model.layers.0.self_attn.q_proj" in out
+    assert "lm_head" in out and "head or embedding layer" in out
+    assert "share of linear FLOPs in FP8" in out
+
+
+def test_plan_json_parses_and_totals_add_up(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    totals = plan["totals"]
+    assert totals["converted"] + totals["skipped"] == totals["linear_layers"] == len(plan["layers"])
+    assert totals["converted"] == sum(layer["convert"] for layer in plan["layers"])
+    assert 0 < totals["fp8_flop_share"] < 1
+    lm_head = next(layer for layer in plan["layers"] if layer["fqn"] == "lm_head")
+    assert lm_head["convert"] is False
+
+
+def test_auto_filter_skips_the_small_layers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--json", "--auto-filter"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    reasons = {layer["reason"] for layer in plan["layers"] if not layer["convert"]}
+    assert "too small to gain from FP8" in reasons
+    assert plan["totals"]["converted"] == 0  # every layer of the tiny model is below torchao's thresholds
+
+
+def test_plan_of_llama3_70b_is_fast_and_complete(capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.perf_counter()
+    assert main(["plan", "--json", "--config", str(LLAMA3_70B), "--gpu", "h200"]) == 0
+    elapsed = time.perf_counter() - started
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["totals"]["linear_layers"] == 80 * 7 + 1
+    assert plan["totals"]["converted"] == 80 * 7
+    assert plan["totals"]["fp8_flop_share"] > 0.98
+    assert elapsed < 30, f"planning a 70B config took {elapsed:.1f} s"
+
+
+def test_plan_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--config", str(tmp_path / "missing.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "config.json"
+    bad.write_text('{"hidden_size": 8}')
+    assert main(["plan", "--config", str(bad)]) == 2
+    assert "model_type" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fp8ref", "plan", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["recipe"] == "rowwise"

@@ -1,0 +1,73 @@
+"""configure_fp8_environment's extras: what it returns, the compatibility variables, the context
+manager, and rebuilding the request from the environment."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from fp8ref import Backend, FP8ConfigError, configure_fp8_environment, fp8_environment
+from fp8ref.environment import settings_from_environment
+
+from .conftest import make_args
+
+
+def test_returns_only_what_it_changed() -> None:
+    os.environ["ACCELERATE_MIXED_PRECISION"] = "fp8"
+    changed = configure_fp8_environment(make_args())
+    assert "ACCELERATE_MIXED_PRECISION" not in changed
+    assert changed["ACCELERATE_FP8_BACKEND"] == "AO"
+    assert configure_fp8_environment(make_args()) == {}
+
+
+def test_sets_the_seed_compatibility_variables_too() -> None:
+    configure_fp8_environment(make_args(fp8_enable_fsdp_float8_all_gather=True))
+    assert os.environ["FP8_BACKEND"] == "torchao"
+    assert os.environ["FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"] == "true"
+    assert os.environ["FP8_RECIPE"] == "tensorwise"
+
+
+def test_te_sets_accelerates_recipe_defaults_to_fp8refs_recipe(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        configure_fp8_environment(make_args(fp8_backend="te"))
+    assert os.environ["ACCELERATE_FP8_BACKEND"] == "TE"
+    assert os.environ["ACCELERATE_FP8_FORMAT"] == "HYBRID"
+    assert os.environ["ACCELERATE_FP8_AMAX_HISTORY_LEN"] == "16"
+    assert os.environ["ACCELERATE_FP8_AMAX_COMPUTE_ALGO"] == "max"
+    # TE is not installed here: the user is told at once, not at Accelerator() time.
+    assert any("transformer-engine" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+def test_disabled_request_changes_nothing_and_returns_empty() -> None:
+    before = dict(os.environ)
+    assert configure_fp8_environment(make_args(fp8=False)) == {}
+    assert dict(os.environ) == before
+
+
+def test_context_manager_restores_previous_values_even_on_error() -> None:
+    os.environ["ACCELERATE_FP8_BACKEND"] = "TE"
+    os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
+    with pytest.raises(RuntimeError), fp8_environment(make_args()) as changed:
+        assert os.environ["ACCELERATE_FP8_BACKEND"] == "AO"
+        assert changed["ACCELERATE_MIXED_PRECISION"] == "fp8"
+        raise RuntimeError("training crashed")
+    assert os.environ["ACCELERATE_FP8_BACKEND"] == "TE"
+    assert "ACCELERATE_MIXED_PRECISION" not in os.environ
+
+
+def test_environment_round_trips_to_the_same_settings() -> None:
+    args = make_args(fp8_enable_fsdp_float8_all_gather=True, fp8_auto_filter=True)
+    configure_fp8_environment(args)
+    settings = settings_from_environment()
+    assert settings.backend is Backend.TORCHAO
+    assert settings.enable_fsdp_float8_all_gather and settings.auto_filter
+    assert settings.effective_recipe.value == "tensorwise"
+
+
+def test_settings_from_environment_refuses_a_non_fp8_environment() -> None:
+    with pytest.raises(FP8ConfigError, match="configure_fp8_environment"):
+        settings_from_environment({"ACCELERATE_MIXED_PRECISION": "bf16"})
+    with pytest.raises(FP8ConfigError, match="'AO'"):
+        settings_from_environment({"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": "MSAMP"})
