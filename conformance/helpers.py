@@ -401,3 +401,14 @@ def run_probe_subprocess(
 
 
 _PROBE_CACHE: dict[str, dict[str, Any]] = {}
+
+#: Calls made with torchao hidden and the stand-in TE present (C7 and C8b share one subprocess).
+TE_BY_AUTO_CALLS: list[dict[str, Any]] = [
+    {"id": "create-auto", "fn": "create_fp8_kwargs", "args": {"fp8": True, "fp8_backend": "auto"}},
+    {"id": "configure-auto", "fn": "configure_fp8_environment", "args": {"fp8": True, "fp8_backend": "auto"}},
+    {
+        "id": "configure-auto-all-gather",
+        "fn": "configure_fp8_environment",
+        "args": {"fp8": True, "fp8_backend": "auto", "fp8_enable_fsdp_float8_all_gather": True},
+    },
+]

@@ -1,0 +1,229 @@
+"""C14 Trainer end to end: FP8 must survive the Hugging Face ``Trainer``, which builds its own ``Accelerator``.
+
+The order is the one real training scripts follow (and LLaMA-Factory's trainers): the training arguments
+(a ``transformers.TrainingArguments`` that also carries the three FP8 attributes of the contract) exist
+first, then ``configure_fp8_environment(args)`` and ``patch_accelerator_for_fp8()``, then the ``Trainer`` is
+built and ``train()`` runs three steps. The ``Trainer`` passes ``mixed_precision=args.mixed_precision``
+(computed when the arguments were built) and a ``DistributedDataParallelKwargs`` handler to its
+``Accelerator``: an implementation whose environment or patch does not survive that leaves every layer in
+high precision, which is what this clause exists to catch.
+
+Only the five contract functions, accelerate, torch, torchao and transformers are used. The model is a tiny
+``LlamaForCausalLM`` built from a ``LlamaConfig`` (no download) whose projections (64x64, 64x128, 128x64)
+are divisible by 16 and small enough for torchao's real float8 kernels on the CPU (see FACTS.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import math
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from conformance.helpers import capture_logs, env_snapshot, fp8_env_prefixes
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+NUM_LAYERS = 2
+VOCAB = 128
+SEQ_LEN = 32
+MAX_STEPS = 3
+MIN_COMPUTE_CAPABILITY = (8, 9)
+
+
+def _training_arguments_class() -> type:
+    """``TrainingArguments`` with the three FP8 attributes, as projects that use the helpers define it."""
+    from transformers import TrainingArguments
+
+    @dataclasses.dataclass
+    class FP8TrainingArguments(TrainingArguments):  # type: ignore[misc]
+        fp8: bool = False
+        fp8_backend: str = "auto"
+        fp8_enable_fsdp_float8_all_gather: bool = False
+
+    return FP8TrainingArguments
+
+
+def _tiny_llama() -> Any:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=SEQ_LEN,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config)
+
+
+class SyntheticTokens(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Fixed random token sequences; the labels are the inputs (the model shifts them)."""
+
+    def __init__(self, count: int = 16, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(0, VOCAB, (count, SEQ_LEN), generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[index], "labels": self.ids[index].clone()}
+
+
+@dataclasses.dataclass
+class TrainerRun:
+    trainer: Any
+    args: Any
+    losses: list[float]
+    train_loss: float
+    verify_warnings: str
+    verify_warning_count: int
+
+
+def run_trainer(impl: types.ModuleType, output_dir: Path, *, backend: str, cuda: bool) -> TrainerRun:
+    """Arguments, then the implementation's environment and patch, then ``Trainer(...).train()``, then
+    ``verify_fp8_status`` (its log records captured)."""
+    from transformers import Trainer
+
+    args_class = _training_arguments_class()
+    args = args_class(
+        output_dir=str(output_dir),
+        max_steps=MAX_STEPS,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=not cuda,
+        bf16=cuda,
+        disable_tqdm=True,
+        seed=0,
+        fp8=True,
+        fp8_backend=backend,
+        fp8_enable_fsdp_float8_all_gather=False,
+    )
+    impl.configure_fp8_environment(args)
+    impl.patch_accelerator_for_fp8()
+    trainer = Trainer(model=_tiny_llama(), args=args, train_dataset=SyntheticTokens())
+    output = trainer.train()
+    losses = [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+    with capture_logs() as logs:
+        impl.verify_fp8_status(trainer.accelerator, args)
+    return TrainerRun(
+        trainer=trainer,
+        args=args,
+        losses=losses,
+        train_loss=float(output.training_loss),
+        verify_warnings=logs.describe(logging.WARNING),
+        verify_warning_count=len(logs.at_least(logging.WARNING)),
+    )
+
+
+def projection_types(model: torch.nn.Module) -> dict[str, type]:
+    return {
+        fqn: type(module)
+        for fqn, module in model.named_modules()
+        if fqn.rsplit(".", 1)[-1] in PROJECTIONS
+    }
+
+
+def lm_head_of(model: torch.nn.Module) -> torch.nn.Module:
+    heads = [module for fqn, module in model.named_modules() if fqn.rsplit(".", 1)[-1] == "lm_head"]
+    assert len(heads) == 1, f"expected one lm_head in the trained model, found {len(heads)}"
+    return heads[0]
+
+
+def check_run(run: TrainerRun, fp8_layer: type, what: str) -> None:
+    """The assertions of C14, with ``fp8_layer`` the class every projection must have become."""
+    model = run.trainer.model
+    types_ = projection_types(model)
+    assert len(types_) == len(PROJECTIONS) * NUM_LAYERS, f"found projections {sorted(types_)}"
+    not_converted = {fqn: cls.__name__ for fqn, cls in types_.items() if not issubclass(cls, fp8_layer)}
+    assert not not_converted, (
+        f"after Trainer.train() these projections are not {what} (FP8 silently off under the Trainer; the "
+        f"Trainer's Accelerator had fp8_enabled={getattr(run.trainer.accelerator, 'fp8_enabled', None)}, "
+        f"args.mixed_precision={getattr(run.args, 'mixed_precision', None)!r}): {not_converted}"
+    )
+    head = lm_head_of(model)
+    assert not isinstance(head, fp8_layer), f"lm_head was converted to {type(head).__name__}"
+    assert len(run.losses) == MAX_STEPS, f"expected a logged loss for each of {MAX_STEPS} steps: {run.losses}"
+    assert all(math.isfinite(loss) for loss in run.losses), f"non-finite loss: {run.losses}"
+    assert math.isfinite(run.train_loss), f"non-finite training loss {run.train_loss}"
+    assert run.verify_warning_count == 0, (
+        f"verify_fp8_status logged at WARNING or above although FP8 is in effect: {run.verify_warnings}"
+    )
+
+
+@pytest.fixture
+def clean_fp8_env() -> Any:
+    """No ``ACCELERATE_*``/``FP8_*`` variable from the caller's shell leaks into the run."""
+    with env_snapshot(drop_prefixes=fp8_env_prefixes()) as env:
+        yield env
+
+
+# --------------------------------------------------------------------------- CPU
+
+
+@pytest.mark.parametrize("backend", ["torchao", "auto"])
+def test_c14_trainer_converts_projections_cpu(
+    impl: types.ModuleType, tmp_path: Path, clean_fp8_env: Any, backend: str
+) -> None:
+    """C14 on the CPU with torchao, named and resolved from ``auto`` (torchao comes first when installed)."""
+    from torchao.float8.float8_linear import Float8Linear
+
+    run = run_trainer(impl, tmp_path, backend=backend, cuda=False)
+    check_run(run, Float8Linear, "torchao Float8Linear")
+
+
+# --------------------------------------------------------------------------- GPU
+
+
+def _cuda_skip_reason() -> str | None:
+    if not torch.cuda.is_available():
+        return "no CUDA device: FP8 kernels need a GPU of compute capability >= 8.9"
+    capability = torch.cuda.get_device_capability()
+    if capability < MIN_COMPUTE_CAPABILITY:
+        return f"CUDA device of compute capability {capability[0]}.{capability[1]} < 8.9 has no FP8 tensor cores"
+    return None
+
+
+@pytest.mark.gpu
+def test_c14_cuda_torchao_trainer(impl: types.ModuleType, tmp_path: Path, clean_fp8_env: Any) -> None:
+    """C14 on CUDA with torchao's real float8 kernels, the Trainer in bf16."""
+    reason = _cuda_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    if importlib.util.find_spec("torchao") is None:
+        pytest.skip("torchao is not installed (pip install torchao)")
+    from torchao.float8.float8_linear import Float8Linear
+
+    run = run_trainer(impl, tmp_path, backend="torchao", cuda=True)
+    check_run(run, Float8Linear, "torchao Float8Linear")
+    on_cpu = [name for name, p in run.trainer.model.named_parameters() if p.device.type != "cuda"]
+    assert not on_cpu, f"parameters left off the GPU: {on_cpu}"
+
+
+@pytest.mark.gpu
+def test_c14_cuda_te_trainer(impl: types.ModuleType, tmp_path: Path, clean_fp8_env: Any) -> None:
+    """C14 on CUDA with Transformer Engine: projections become ``transformer_engine.pytorch.Linear``."""
+    reason = _cuda_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    try:
+        import transformer_engine.pytorch as te
+    except ImportError as exc:
+        pytest.skip(f"transformer_engine.pytorch is not importable ({exc}): pip install transformer-engine[pytorch]")
+    if getattr(te, "__fp8_conformance_standin__", False):
+        pytest.skip("only the conformance stand-in of transformer_engine is importable; it has no kernels")
+    run = run_trainer(impl, tmp_path, backend="te", cuda=True)
+    check_run(run, te.Linear, "transformer_engine.pytorch.Linear")
