@@ -1,0 +1,225 @@
+"""Tests of ``python -m bench.report`` on small synthetic pytest-benchmark JSON files.
+
+The numbers below are made up to test the arithmetic of the report; they are not measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import report
+from fp8ref import roofline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench(
+    variant: str,
+    median: float,
+    *,
+    bench: str = "linear",
+    mkn: tuple[int, int, int] = (8192, 4096, 4096),
+    device: str = "cuda",
+    device_name: str = "NVIDIA H100 80GB HBM3",
+    recipe: str | None = None,
+    compiled: bool = False,
+) -> dict[str, Any]:
+    m, k, n = mkn
+    shape = f"test-{m}x{k}x{n}" if bench == "linear" else "test-block"
+    extra: dict[str, Any] = {
+        "bench": bench,
+        "variant": variant,
+        "recipe": recipe,
+        "shape": shape,
+        "m": m,
+        "flops": 6 * m * k * n,
+        "device": device,
+        "device_name": device_name,
+        "compute_capability": "9.0" if device == "cuda" else None,
+        "compile": compiled,
+        "emulate": False,
+        "versions": {"torch": "x"},
+    }
+    if bench == "linear":
+        extra.update(k=k, n=n)
+    return {
+        "name": f"test_{bench}[{shape}-{variant}]",
+        "group": shape,
+        "stats": {"median": median, "min": median, "max": median, "rounds": 3},
+        "extra_info": extra,
+    }
+
+
+def _write(tmp_path: Path, benchmarks: list[dict[str, Any]]) -> Path:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"machine_info": {}, "datetime": "2026-11-28T00:00:00", "benchmarks": benchmarks}))
+    return path
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_gpu_report_numbers(tmp_path: Path) -> None:
+    mkn = (8192, 4096, 4096)
+    flops = 6 * 8192 * 4096 * 4096
+    path = _write(
+        tmp_path,
+        [
+            _bench("bf16", 2.0e-3, mkn=mkn),
+            _bench("torchao-tensorwise", 1.6e-3, mkn=mkn, recipe="tensorwise"),
+            _bench("torchao-rowwise", 2.5e-3, mkn=mkn, recipe="rowwise"),
+            _bench("bf16", 3.0e-3, bench="block"),
+            _bench("torchao-rowwise", 2.0e-3, bench="block", recipe="rowwise"),
+        ],
+    )
+    results, _ = report.load_results(path)
+    gpu = roofline.GPUS["h100-sxm"]
+    rows = {(r.result.bench, r.result.variant): r for r in report.build_rows(results, gpu)}
+    tw = rows[("linear", "torchao-tensorwise")]
+    assert tw.speedup == pytest.approx(2.0 / 1.6)
+    assert tw.tflops == pytest.approx(flops / 1.6e-3 / 1e12)
+    bound = roofline.predict(*mkn, "tensorwise", "h100-sxm").speedup
+    assert tw.bound == pytest.approx(bound)
+    assert tw.share == pytest.approx((2.0 / 1.6) / bound)
+    assert rows[("linear", "torchao-rowwise")].speedup == pytest.approx(0.8)
+    assert rows[("block", "torchao-rowwise")].bound is None  # the roofline covers linear layers only
+
+    out = tmp_path / "r"
+    assert report.main([str(path), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "| test-8192x4096x4096 | 8192x4096x4096 |" in md
+    assert f"| {2.0 / 1.6:.2f}x |" in md
+    assert f"| {bound:.2f}x |" in md
+    assert f"{(2.0 / 1.6) / bound:.0%}" in md
+    assert "| 0.80x |" in md
+    assert "## Llama-style decoder block" in md
+    assert "These results come from a CPU" not in md
+    assert "NVIDIA H100 80GB HBM3" in md
+    for png in ("speedup_vs_flops.png", "tflops_vs_flops.png"):
+        width, height = _png_size(out / png)
+        assert width > 600 and height > 400
+        assert f"]({png})" in md
+
+
+def test_h200_device_picks_the_h200_bound(tmp_path: Path) -> None:
+    mkn = (8192, 4096, 1024)
+    path = _write(
+        tmp_path,
+        [
+            _bench("bf16", 1.0e-3, mkn=mkn, device_name="NVIDIA H200"),
+            _bench("torchao-rowwise", 1.0e-3, mkn=mkn, recipe="rowwise", device_name="NVIDIA H200"),
+        ],
+    )
+    out = tmp_path / "r"
+    assert report.main([str(path), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    h200 = roofline.predict(*mkn, "rowwise", "h200").speedup
+    h100 = roofline.predict(*mkn, "rowwise", "h100-sxm").speedup
+    assert f"{h200:.2f}x" != f"{h100:.2f}x"
+    assert f"| {h200:.2f}x |" in md
+    assert "with h200 at" in md
+
+
+def test_measured_ceilings_change_the_bound(tmp_path: Path) -> None:
+    mkn = (8192, 4096, 4096)
+    path = _write(
+        tmp_path, [_bench("bf16", 1e-3, mkn=mkn), _bench("torchao-tensorwise", 1e-3, mkn=mkn, recipe="tensorwise")]
+    )
+    out = tmp_path / "r"
+    assert report.main([str(path), "--out", str(out), "--fp8-tflops", "1200", "--bf16-tflops", "700"]) == 0
+    md = (out / "report.md").read_text()
+    spec = roofline.GPUS["h100-sxm"].with_ceilings(fp8_tflops=1200, bf16_tflops=700)
+    assert f"| {roofline.predict(*mkn, 'tensorwise', spec).speedup:.2f}x |" in md
+    assert "measured ceilings" in md
+
+
+def test_cpu_report_says_so(tmp_path: Path) -> None:
+    kw: dict[str, Any] = {"mkn": (64, 64, 64), "device": "cpu", "device_name": "CPU x86_64 (2 cores)"}
+    path = _write(
+        tmp_path,
+        [_bench("bf16", 1e-4, **kw), _bench("torchao-rowwise", 5e-4, recipe="rowwise", **kw)],
+    )
+    out = tmp_path / "r"
+    assert report.main([str(path), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "These results come from a CPU" in md
+    assert "CPU times say nothing about GPU speed" in md
+    assert "n/a (CPU)" in md
+    assert "| 0.20x |" in md
+    _png_size(out / "speedup_vs_flops.png")
+
+
+def test_missing_baseline_is_shown_not_invented(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_bench("torchao-rowwise", 1e-3, recipe="rowwise")])
+    out = tmp_path / "r"
+    assert report.main([str(path), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "— (no bf16 result)" in md
+    # nothing to plot a speedup of; the throughput figure is still there
+    assert not (out / "speedup_vs_flops.png").exists()
+    _png_size(out / "tflops_vs_flops.png")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "results file not found"),
+        ("{not json", "is not valid JSON"),
+        ('{"machine_info": {}}', "is not a pytest-benchmark JSON"),
+        ("[1, 2]", "is not a pytest-benchmark JSON"),
+        ('{"benchmarks": [{"name": "t", "stats": {"median": 1}, "extra_info": {}}]}', "none from the fp8ref bench"),
+        (
+            '{"benchmarks": [{"name": "t", "stats": {}, "extra_info": {"variant": "bf16", "flops": 1}}]}',
+            "lacks a usable median",
+        ),
+        (
+            '{"benchmarks": [{"name": "t", "stats": {"median": 0}, "extra_info": {"variant": "bf16", "flops": 1}}]}',
+            "has a median of 0",
+        ),
+    ],
+)
+def test_bad_input_gives_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
+) -> None:
+    path = tmp_path / "results.json"
+    if content is not None:
+        path.write_text(content)
+    assert report.main([str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench.report: error:")
+    assert message in err
+    assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_runs_as_a_module(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_bench("bf16", 1e-3), _bench("torchao-tensorwise", 8e-4, recipe="tensorwise")])
+    out = tmp_path / "r"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.report", str(path), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (out / "report.md").exists()
+    bad = subprocess.run(
+        [sys.executable, "-m", "bench.report", str(tmp_path / "absent.json"), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "results file not found" in bad.stderr
