@@ -130,11 +130,7 @@ def run_trainer(impl: types.ModuleType, output_dir: Path, *, backend: str, cuda:
 
 
 def projection_types(model: torch.nn.Module) -> dict[str, type]:
-    return {
-        fqn: type(module)
-        for fqn, module in model.named_modules()
-        if fqn.rsplit(".", 1)[-1] in PROJECTIONS
-    }
+    return {fqn: type(module) for fqn, module in model.named_modules() if fqn.rsplit(".", 1)[-1] in PROJECTIONS}
 
 
 def lm_head_of(model: torch.nn.Module) -> torch.nn.Module:
