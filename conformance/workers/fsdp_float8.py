@@ -4,10 +4,11 @@ Started by ``conformance/test_c15_distributed.py`` under ``torch.distributed.run
 Usage: ``fsdp_float8.py --impl MODULE --out DIR [--steps N]``. Every rank writes ``DIR/rank<R>.json``,
 also when it fails (then with ``"error"``), so that the test can report what went wrong.
 
-The FP8 configuration comes only from the implementation under test: ``create_fp8_kwargs(args)`` with
-``fp8_enable_fsdp_float8_all_gather=True``. Its single handler's ``config`` and ``module_filter_func`` are
-applied with accelerate's own torchao conversion (``accelerate.utils.convert_model_to_fp8_ao``, what
-``Accelerator.prepare`` calls), then the model is sharded with ``torch.distributed.fsdp.fully_shard``.
+The FP8 configuration comes only from the implementation under test: ``configure_fp8_environment(args)``
+then ``create_fp8_kwargs(args)`` with ``fp8_enable_fsdp_float8_all_gather=True``. Its single handler's
+``config`` and ``module_filter_func`` are applied with accelerate's own torchao conversion
+(``accelerate.utils.convert_model_to_fp8_ao``, what ``Accelerator.prepare`` calls), then the model is
+sharded with ``torch.distributed.fsdp.fully_shard``.
 
 Why not accelerate's FSDP2 plugin: accelerate 1.15 enables FSDP only for GPU-like distributed types
 (``AcceleratorState`` switches to ``DistributedType.FSDP`` for MULTI_GPU, MULTI_XPU, MULTI_NPU, ... but not
@@ -117,6 +118,7 @@ def run(impl_name: str, steps: int) -> dict[str, Any]:
     args = types.SimpleNamespace(fp8=True, fp8_backend="torchao", fp8_enable_fsdp_float8_all_gather=True)
     result: dict[str, Any] = {"impl": impl_name}
 
+    impl.configure_fp8_environment(args)  # as a training script would, before any Accelerator exists
     handlers = impl.create_fp8_kwargs(args)
     result["handlers"] = [type(h).__name__ for h in handlers]
     if len(handlers) != 1 or getattr(handlers[0], "config", None) is None:
