@@ -176,7 +176,9 @@ def accelerate_prepare(variant: Variant, *objects: Any) -> tuple[Any, list[Any]]
     """``Accelerator(...).prepare(*objects)`` as a user runs it; call inside :func:`fresh_accelerate_state`.
 
     bf16 uses ``mixed_precision="no"`` on a bf16 model; FP8 variants use
-    ``mixed_precision=fp8ref.get_fp8_mixed_precision(args)`` and fp8ref's handler.
+    ``mixed_precision=fp8ref.get_fp8_mixed_precision(args)`` and fp8ref's handler. accelerate converts a
+    model to Transformer Engine only when it is prepared together with its optimizer (and raises
+    otherwise), so TE callers pass both.
     """
     from accelerate import Accelerator
 

@@ -198,6 +198,13 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds * 1e6:.3g} µs"
 
 
+def _fmt_ratio(value: float | None) -> str:
+    """A speedup: two decimals, or two significant digits below 0.1 (so 0.004x does not print as 0.00x)."""
+    if value is None:
+        return "—"
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.2g}x"
+
+
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{suffix}"
 
@@ -242,7 +249,7 @@ def render_markdown(
                 continue
             dims = f"{r.m}x{r.k}x{r.n}" if r.k and r.n else f"{r.m} tokens"
             variant = r.variant + (" (compiled)" if r.compiled else "") + (" *emulated*" if r.emulate else "")
-            speedup = "1 (baseline)" if r.variant == "bf16" else _fmt(row.speedup, ".2f", "x")
+            speedup = "1 (baseline)" if r.variant == "bf16" else _fmt_ratio(row.speedup)
             if row.baseline_s is None and r.variant != "bf16":
                 speedup = "— (no bf16 result)"
             share = _fmt(row.share, ".0%") if row.share_computed else "n/a (CPU)"

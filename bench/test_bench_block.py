@@ -38,7 +38,9 @@ def run_block(
         if variant.backend == "torchao":
             info = convert_torchao(block, variant)
         elif variant.backend == "te":
-            _, (block,) = accelerate_prepare(variant, block)
+            # accelerate's Transformer Engine path converts only a model prepared with its optimizer
+            optimizer = torch.optim.SGD(block.parameters(), lr=0.0)
+            _, (block, _) = accelerate_prepare(variant, block, optimizer)
             info["fp8_layers"] = count_fp8_modules(block)
         if variant.backend is not None and info["fp8_layers"] < PROJECTIONS:
             raise RuntimeError(f"{variant.name}: only {info['fp8_layers']} of the {PROJECTIONS} projections are FP8")

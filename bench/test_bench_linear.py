@@ -36,7 +36,9 @@ def run_linear(
         if variant.backend == "torchao":
             info = convert_torchao(model, variant)
         elif variant.backend == "te":
-            _, (model,) = accelerate_prepare(variant, model)
+            # accelerate's Transformer Engine path converts only a model prepared with its optimizer
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+            _, (model, _) = accelerate_prepare(variant, model, optimizer)
             info["fp8_layers"] = count_fp8_modules(model)
             if info["fp8_layers"] == 0:
                 raise RuntimeError("accelerate.prepare converted no layer to Transformer Engine")

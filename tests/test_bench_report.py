@@ -157,6 +157,7 @@ def test_cpu_report_says_so(tmp_path: Path) -> None:
     assert "CPU times say nothing about GPU speed" in md
     assert "n/a (CPU)" in md
     assert "| 0.20x |" in md
+    assert report._fmt_ratio(0.0042) == "0.0042x"  # tiny CPU speedups are not printed as 0.00x
     _png_size(out / "speedup_vs_flops.png")
 
 
