@@ -221,7 +221,10 @@ def render_markdown(
         lines.append(f"Device: {name} ({device}, compute capability {cap}).")
     lines.append("")
     if on_cpu:
-        lines += ["> " + CPU_WARNING.format(gpu=gpu.name), ""]
+        warning = CPU_WARNING.format(gpu=gpu.name)
+        if any(r.device == "cuda" for r in results):
+            warning = "Rows whose device is a CPU are the smoke set. " + warning.replace("These results", "They")
+        lines += ["> " + warning, ""]
     if any(r.emulate for r in results):
         lines += ["Some FP8 results use torchao's `emulate=True` (marked *emulated*): float8 is simulated.", ""]
     lines += [
@@ -283,6 +286,8 @@ def plot_speedup(rows: Sequence[Row], path: Path, gpu: roofline.GPUSpec) -> bool
     points = [row for row in chosen if row.result.variant != "bf16" and row.speedup is not None]
     if not points:
         return False
+    # a file with both GPU results and the CPU smoke set (``pytest bench`` on a GPU machine): plot the GPU
+    points = [row for row in points if row.result.device == "cuda"] or points
     on_cpu = any(row.result.device != "cuda" for row in points)
     fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
     series = sorted(
@@ -348,6 +353,7 @@ def plot_tflops(rows: Sequence[Row], path: Path, gpu: roofline.GPUSpec) -> bool:
     import matplotlib.pyplot as plt
 
     linear = [row for row in rows if row.result.bench == "linear"] or list(rows)
+    linear = [row for row in linear if row.result.device == "cuda"] or linear
     if not linear:
         return False
     fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
