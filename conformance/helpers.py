@@ -74,11 +74,7 @@ class EnvChange:
 def env_diff(before: Mapping[str, str], after: Mapping[str, str]) -> list[EnvChange]:
     """The variables that were added, removed or changed between two snapshots, sorted by name."""
     names = sorted(set(before) | set(after))
-    return [
-        EnvChange(name, before.get(name), after.get(name))
-        for name in names
-        if before.get(name) != after.get(name)
-    ]
+    return [EnvChange(name, before.get(name), after.get(name)) for name in names if before.get(name) != after.get(name)]
 
 
 def restore_environ(saved: Mapping[str, str]) -> None:
@@ -248,9 +244,7 @@ def write_standin_te(directory: Path) -> Path:
     pkg = directory / "transformer_engine"
     (pkg / "pytorch").mkdir(parents=True, exist_ok=True)
     doc = "Stand-in transformer_engine written by the fp8ref conformance suite; it has no kernels."
-    (pkg / "__init__.py").write_text(
-        f'"""{doc}"""\n{STANDIN_MARKER} = True\n__version__ = "{STANDIN_TE_VERSION}"\n'
-    )
+    (pkg / "__init__.py").write_text(f'"""{doc}"""\n{STANDIN_MARKER} = True\n__version__ = "{STANDIN_TE_VERSION}"\n')
     (pkg / "pytorch" / "__init__.py").write_text(
         textwrap.dedent(
             f'''\
@@ -272,8 +266,7 @@ def write_standin_te(directory: Path) -> Path:
     dist_info = directory / f"transformer_engine-{STANDIN_TE_VERSION}.dist-info"
     dist_info.mkdir(exist_ok=True)
     (dist_info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: transformer-engine\nVersion: {STANDIN_TE_VERSION}\n"
-        f"Summary: {doc}\n"
+        f"Metadata-Version: 2.1\nName: transformer-engine\nVersion: {STANDIN_TE_VERSION}\nSummary: {doc}\n"
     )
     (dist_info / "top_level.txt").write_text("transformer_engine\n")
     (dist_info / "RECORD").write_text("")
@@ -332,9 +325,11 @@ def mentions_word(text: str, word: str) -> bool:
 
 
 def mentions_package(text: str, package: str) -> bool:
-    """Whether an error message names the package to install: ``torchao`` or ``transformer-engine``."""
-    if package == "transformer-engine":
-        return re.search(r"transformer[-_]engine", text, flags=re.IGNORECASE) is not None
+    """Whether an error message names the package to install: ``torchao`` or ``transformer-engine``.
+
+    The distribution name is required as written (``transformer-engine``): a bare
+    ``No module named 'transformer_engine'`` names a module, not what to install.
+    """
     return package.lower() in text.lower()
 
 
@@ -392,9 +387,7 @@ def run_probe_subprocess(
     )
     payload = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
     if proc.returncode != 0 or not payload:
-        raise RuntimeError(
-            f"probe subprocess for {impl!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
-        )
+        raise RuntimeError(f"probe subprocess for {impl!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(payload[-1][len(MARKER) :])
     _PROBE_CACHE[key] = result
     return result

@@ -27,8 +27,22 @@ def invalid_backends() -> st.SearchStrategy[str]:
     """Names outside {auto, torchao, te} (in any case); names that equal one after stripping blanks
     are left out, so an implementation that tolerates surrounding blanks is not penalised."""
     near_misses = st.sampled_from(
-        ["", "torch", "ao", "AO", "TE2", "transformer_engine", "transformer-engine", "fp8", "none", "msamp",
-         "torchao2", "autoo", "t e", "default"]
+        [
+            "",
+            "torch",
+            "ao",
+            "AO",
+            "TE2",
+            "transformer_engine",
+            "transformer-engine",
+            "fp8",
+            "none",
+            "msamp",
+            "torchao2",
+            "autoo",
+            "t e",
+            "default",
+        ]
     )
     free = st.text(alphabet=string.ascii_letters + string.digits + "-_. ", max_size=12)
     return st.one_of(near_misses, free).filter(lambda s: s.strip().lower() not in VALID_BACKENDS)
@@ -42,8 +56,15 @@ def _unrelated_name() -> st.SearchStrategy[str]:
 
 def _other_accelerate_name() -> st.SearchStrategy[str]:
     fixed = st.sampled_from(
-        ["ACCELERATE_USE_CPU", "ACCELERATE_DYNAMO_BACKEND", "ACCELERATE_DEBUG_MODE", "ACCELERATE_LOG_LEVEL",
-         "ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "ACCELERATE_FP8", "ACCELERATE_MIXED"]
+        [
+            "ACCELERATE_USE_CPU",
+            "ACCELERATE_DYNAMO_BACKEND",
+            "ACCELERATE_DEBUG_MODE",
+            "ACCELERATE_LOG_LEVEL",
+            "ACCELERATE_GRADIENT_ACCUMULATION_STEPS",
+            "ACCELERATE_FP8",
+            "ACCELERATE_MIXED",
+        ]
     )
     free = st.text(alphabet=_ENV_NAME_CHARS, min_size=1, max_size=10).map(lambda s: "ACCELERATE_" + s)
     return st.one_of(fixed, free).filter(lambda n: not n.startswith(ALLOWED_ENV_PREFIXES))
@@ -83,8 +104,20 @@ def environments() -> st.SearchStrategy[dict[str, str]]:
 ORDINARY_COMPONENTS = ("dense", "q_proj", "fc1", "mlp", "attention", "layer", "self_attn", "proj", "block")
 #: Longer names that contain a head name but are not one (C9d: these are converted).
 CONTAINING_COMPONENTS = (
-    "output_proj", "attention_output", "lm_head_proj", "embed_in_proj", "wte_adapter", "scores", "score_fc",
-    "classifier_dense", "heads", "head_dim_proj", "pre_output", "embedding_mlp", "outputs", "sub_head",
+    "output_proj",
+    "attention_output",
+    "lm_head_proj",
+    "embed_in_proj",
+    "wte_adapter",
+    "scores",
+    "score_fc",
+    "classifier_dense",
+    "heads",
+    "head_dim_proj",
+    "pre_output",
+    "embedding_mlp",
+    "outputs",
+    "sub_head",
 )
 
 

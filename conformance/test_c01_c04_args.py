@@ -47,9 +47,7 @@ def test_c1_missing_fp8_attribute_gives_none(impl: types.ModuleType) -> None:
 
 @PROPERTY
 @given(fp8=st.booleans(), backend=valid_backends(), all_gather=st.booleans())
-def test_c1_property_follows_the_fp8_flag(
-    impl: types.ModuleType, fp8: bool, backend: str, all_gather: bool
-) -> None:
+def test_c1_property_follows_the_fp8_flag(impl: types.ModuleType, fp8: bool, backend: str, all_gather: bool) -> None:
     expected = "fp8" if fp8 else None
     assert impl.get_fp8_mixed_precision(make_args(fp8=fp8, backend=backend, all_gather=all_gather)) == expected
 
@@ -59,9 +57,7 @@ def test_c1_property_follows_the_fp8_flag(
 
 @pytest.mark.parametrize("backend", ["auto", "torchao", "te", "TE"])
 @pytest.mark.parametrize("all_gather", [False, True])
-def test_c2_create_returns_empty_list_when_disabled(
-    impl: types.ModuleType, backend: str, all_gather: bool
-) -> None:
+def test_c2_create_returns_empty_list_when_disabled(impl: types.ModuleType, backend: str, all_gather: bool) -> None:
     assert impl.create_fp8_kwargs(make_args(fp8=False, backend=backend, all_gather=all_gather)) == []
 
 
@@ -184,9 +180,7 @@ def _assert_import_error_naming(result: dict[str, Any], package: str) -> None:
     if result["ok"]:
         returned = result.get("handlers", result.get("result_repr"))
         pytest.fail(f"create_fp8_kwargs returned {returned!r} instead of raising ImportError for {package}")
-    assert result["is_import_error"], (
-        f"raised {result['exc_type']} (not an ImportError): {result['message']!r}"
-    )
+    assert result["is_import_error"], f"raised {result['exc_type']} (not an ImportError): {result['message']!r}"
     assert mentions_package(result["message"], package), (
         f"the ImportError does not name the package to install ({package}): {result['message']!r}"
     )

@@ -1,0 +1,107 @@
+"""C10 conversion after ``accelerator.prepare`` and C12 ``verify_fp8_status``, on the CPU with torchao."""
+
+from __future__ import annotations
+
+import logging
+import types
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from torch import nn
+
+from conformance.helpers import capture_logs, make_args
+from conformance.scenarios import (
+    LLAMA_PROJECTIONS,
+    fp8_accelerator,
+    ineligible_model,
+    mixed_model,
+    prepare_and_compare,
+    tiny_llama,
+)
+
+RECIPES = {"rowwise": False, "tensorwise": True}  # value: the all-gather flag that selects the recipe
+
+
+# --------------------------------------------------------------------------- C10
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_c10_prepare_converts_exactly_the_accepted_linear_layers(impl: types.ModuleType, recipe: str) -> None:
+    """A Sequential mixing eligible, odd-sized, head and look-alike layers. The tensorwise case is the
+    config the implementation returns with the all-gather flag set."""
+    result = prepare_and_compare(
+        impl, make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe]), mixed_model()
+    )
+    # Which layers are eligible is C9's business; C10 checks that prepare follows the filter. The one
+    # layer below is eligible under any reading of C9, so the comparison is never vacuous.
+    assert "fc_in" in result.converted, f"the plain Linear(64, 64) 'fc_in' was not converted: {result.converted}"
+
+
+def test_c10_tiny_llama_projections_are_converted_and_lm_head_is_not(impl: types.ModuleType) -> None:
+    """A tiny LlamaForCausalLM built from a LlamaConfig (no download)."""
+    result = prepare_and_compare(impl, make_args(fp8=True, backend="auto"), tiny_llama())
+    projections = {name for name, m in result.model.named_modules() if name.rsplit(".", 1)[-1] in LLAMA_PROJECTIONS}
+    assert projections and projections <= result.converted, f"unconverted: {sorted(projections - result.converted)}"
+    assert "lm_head" not in result.converted
+
+
+# --------------------------------------------------------------------------- C12
+
+
+def _verify_outcome(impl: types.ModuleType, acc: Any, args: Any) -> tuple[BaseException | None, str, bool]:
+    """Call verify; return (exception, warnings described, whether any WARNING+ record was logged)."""
+    error: BaseException | None = None
+    with capture_logs() as logs:
+        try:
+            impl.verify_fp8_status(acc, args)
+        except Exception as exc:  # C12a allows raising
+            error = exc
+    return error, logs.describe(), bool(logs.at_least(logging.WARNING))
+
+
+def _assert_loud(impl: types.ModuleType, acc: Any, args: Any, situation: str) -> None:
+    error, described, warned = _verify_outcome(impl, acc, args)
+    assert warned or error is not None, (
+        f"verify_fp8_status neither warned nor raised although {situation}; WARNING+ records: {described}"
+    )
+
+
+def _plain_prepared() -> Any:
+    import accelerate
+
+    acc = accelerate.Accelerator()
+    acc.prepare(mixed_model())
+    return acc
+
+
+def test_c12a_warns_when_accelerator_has_fp8_disabled(impl: types.ModuleType) -> None:
+    _assert_loud(impl, _plain_prepared(), make_args(fp8=True, backend="torchao"), "acc.fp8_enabled is False")
+
+
+def test_c12a_warns_when_no_layer_was_converted(impl: types.ModuleType) -> None:
+    args = make_args(fp8=True, backend="torchao")
+    acc = fp8_accelerator(impl, args)
+    acc.prepare(ineligible_model())
+    assert acc.fp8_enabled
+    _assert_loud(impl, acc, args, "the prepared model holds no Float8Linear")
+
+
+def test_c12a_warns_when_no_model_was_prepared(impl: types.ModuleType) -> None:
+    args = make_args(fp8=True, backend="torchao")
+    acc = fp8_accelerator(impl, args)
+    _assert_loud(impl, acc, args, "no model was prepared, so none holds an FP8 layer")
+
+
+_EFFECTIVE: dict[str, Callable[[], nn.Module]] = {"mixed": mixed_model, "llama": tiny_llama}
+
+
+@pytest.mark.parametrize("model", sorted(_EFFECTIVE))
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_c12b_quiet_when_fp8_layers_are_in_effect(impl: types.ModuleType, model: str, recipe: str) -> None:
+    args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
+    acc = fp8_accelerator(impl, args)
+    acc.prepare(_EFFECTIVE[model]())
+    error, described, warned = _verify_outcome(impl, acc, args)
+    assert error is None, f"verify_fp8_status raised with FP8 in effect: {error!r}"
+    assert not warned, f"verify_fp8_status warned with FP8 in effect: {described}"
