@@ -41,7 +41,7 @@ def _training_arguments_class() -> type:
     from transformers import TrainingArguments
 
     @dataclasses.dataclass
-    class FP8TrainingArguments(TrainingArguments):  # type: ignore[misc]
+    class FP8TrainingArguments(TrainingArguments):
         fp8: bool = False
         fp8_backend: str = "auto"
         fp8_enable_fsdp_float8_all_gather: bool = False
@@ -136,7 +136,8 @@ def projection_types(model: torch.nn.Module) -> dict[str, type]:
 def lm_head_of(model: torch.nn.Module) -> torch.nn.Module:
     heads = [module for fqn, module in model.named_modules() if fqn.rsplit(".", 1)[-1] == "lm_head"]
     assert len(heads) == 1, f"expected one lm_head in the trained model, found {len(heads)}"
-    return heads[0]
+    head: torch.nn.Module = heads[0]
+    return head
 
 
 def check_run(run: TrainerRun, fp8_layer: type, what: str) -> None:

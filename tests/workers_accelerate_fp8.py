@@ -36,7 +36,8 @@ class Tiny(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = torch.relu(self.fc2(torch.relu(self.fc1(x))))
-        return self.lm_head(hidden) + self.odd(hidden)[..., :32]
+        out: torch.Tensor = self.lm_head(hidden) + self.odd(hidden)[..., :32]
+        return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,8 @@ class Block(nn.Module):
         self.down_proj = nn.Linear(FFN, HIDDEN, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.down_proj(torch.relu(self.up_proj(self.norm(x))))
+        out: torch.Tensor = x + self.down_proj(torch.relu(self.up_proj(self.norm(x))))
+        return out
 
 
 class TinyLM(nn.Module):
@@ -64,10 +65,11 @@ class TinyLM(nn.Module):
         x = self.embed_tokens(ids)
         for layer in self.layers:
             x = layer(x)
-        return self.lm_head(x)
+        logits: torch.Tensor = self.lm_head(x)
+        return logits
 
 
-def _weight_classes(model: nn.Module, float8_linear: type) -> dict[str, str]:
+def _weight_classes(model: nn.Module, float8_linear: type[nn.Linear]) -> dict[str, str]:
     """For each ``Float8Linear``: the class of its (local shard of its) weight."""
     out: dict[str, str] = {}
     for fqn, module in model.named_modules():
