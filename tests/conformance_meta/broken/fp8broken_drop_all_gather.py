@@ -1,0 +1,35 @@
+"""Broken on purpose (breaks C6): the FSDP float8 all-gather flag is logged and dropped; the recipe
+stays rowwise without all-gather. Everything else is fp8ref's."""
+
+from __future__ import annotations
+
+import logging
+import types
+from typing import Any
+
+from fp8ref import (
+    configure_fp8_environment,
+    get_fp8_mixed_precision,
+    patch_accelerator_for_fp8,
+    verify_fp8_status,
+)
+from fp8ref import create_fp8_kwargs as _reference_create
+
+__all__ = [
+    "configure_fp8_environment",
+    "create_fp8_kwargs",
+    "get_fp8_mixed_precision",
+    "patch_accelerator_for_fp8",
+    "verify_fp8_status",
+]
+
+
+def create_fp8_kwargs(training_args: Any) -> list[Any]:
+    if getattr(training_args, "fp8_enable_fsdp_float8_all_gather", False):
+        logging.getLogger(__name__).info("FSDP float8 all-gather optimization requested")
+    args = types.SimpleNamespace(
+        fp8=getattr(training_args, "fp8", False),
+        fp8_backend=getattr(training_args, "fp8_backend", "auto"),
+        fp8_enable_fsdp_float8_all_gather=False,
+    )
+    return _reference_create(args)

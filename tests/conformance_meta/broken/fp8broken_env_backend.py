@@ -1,0 +1,25 @@
+"""Broken on purpose (breaks C8b and C8f): sets the seed's ``FP8_BACKEND`` but not
+``ACCELERATE_FP8_BACKEND``, the variable accelerate actually reads. Everything else is fp8ref's."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fp8ref import configure_fp8_environment as _reference_configure
+from fp8ref import create_fp8_kwargs, get_fp8_mixed_precision, patch_accelerator_for_fp8, verify_fp8_status
+
+__all__ = [
+    "configure_fp8_environment",
+    "create_fp8_kwargs",
+    "get_fp8_mixed_precision",
+    "patch_accelerator_for_fp8",
+    "verify_fp8_status",
+]
+
+
+def configure_fp8_environment(training_args: Any) -> None:
+    _reference_configure(training_args)
+    if getattr(training_args, "fp8", False):
+        os.environ.pop("ACCELERATE_FP8_BACKEND", None)
+        os.environ["FP8_BACKEND"] = str(getattr(training_args, "fp8_backend", "auto"))

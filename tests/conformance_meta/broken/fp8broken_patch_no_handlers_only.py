@@ -1,0 +1,44 @@
+"""Broken on purpose (breaks C13a): the Accelerator patch injects the FP8 handler only when the caller
+passes no kwargs handlers at all, so the Trainer's ``DistributedDataParallelKwargs`` turns it off.
+The other four functions are fp8ref's."""
+
+from __future__ import annotations
+
+import os
+import types
+from typing import Any
+
+from fp8ref import configure_fp8_environment, create_fp8_kwargs, get_fp8_mixed_precision, verify_fp8_status
+
+__all__ = [
+    "configure_fp8_environment",
+    "create_fp8_kwargs",
+    "get_fp8_mixed_precision",
+    "patch_accelerator_for_fp8",
+    "verify_fp8_status",
+]
+
+_BACKENDS = {"AO": "torchao", "TE": "te"}
+
+
+def patch_accelerator_for_fp8() -> None:
+    from accelerate import Accelerator
+
+    if getattr(Accelerator, "_fp8broken_patched", False):
+        return
+    original_init = Accelerator.__init__
+
+    def patched_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        if not kwargs.get("kwargs_handlers"):
+            args_ns = types.SimpleNamespace(
+                fp8=True,
+                fp8_backend=_BACKENDS.get(os.environ.get("ACCELERATE_FP8_BACKEND", ""), "auto"),
+                fp8_enable_fsdp_float8_all_gather=os.environ.get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER")
+                == "true",
+            )
+            kwargs["kwargs_handlers"] = create_fp8_kwargs(args_ns)
+            kwargs["mixed_precision"] = "fp8"
+        original_init(self, *args, **kwargs)
+
+    Accelerator.__init__ = patched_init  # type: ignore[method-assign]
+    Accelerator._fp8broken_patched = True  # type: ignore[attr-defined]

@@ -1,0 +1,42 @@
+"""Broken on purpose (breaks C9d): the module filter skips any layer whose name merely contains a head
+name such as "output" (BERT's ``attention.output.dense`` included), the seed's substring test.
+Everything else is fp8ref's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from fp8ref import (
+    configure_fp8_environment,
+    get_fp8_mixed_precision,
+    patch_accelerator_for_fp8,
+    verify_fp8_status,
+)
+from fp8ref import create_fp8_kwargs as _reference_create
+
+__all__ = [
+    "configure_fp8_environment",
+    "create_fp8_kwargs",
+    "get_fp8_mixed_precision",
+    "patch_accelerator_for_fp8",
+    "verify_fp8_status",
+]
+
+
+_HEAD_WORDS = ("lm_head", "embed_out", "embed_in", "wte", "wpe", "output", "classifier", "score", "head")
+
+
+def _substring_filter(module: nn.Module, fqn: str) -> bool:
+    if any(word in fqn for word in _HEAD_WORDS):
+        return False
+    return isinstance(module, nn.Linear) and module.in_features % 16 == 0 and module.out_features % 16 == 0
+
+
+def create_fp8_kwargs(training_args: Any) -> list[Any]:
+    handlers = _reference_create(training_args)
+    for handler in handlers:
+        if hasattr(handler, "module_filter_func"):
+            handler.module_filter_func = _substring_filter
+    return handlers

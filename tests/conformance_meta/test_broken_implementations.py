@@ -1,0 +1,102 @@
+"""The conformance suite must fail deliberately broken implementations on the clause each breaks.
+
+Each broken module in ``broken/`` is fp8ref with one seed bug put back. The suite runs against it in a
+child pytest (``--pyargs conformance``, as a user would run it), restricted with ``-k`` to the clause
+group concerned to keep this fast; the JSON report then says which clauses failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BROKEN_DIR = Path(__file__).resolve().parent / "broken"
+
+
+@dataclass(frozen=True)
+class Broken:
+    module: str
+    select: str
+    must_fail: frozenset[str]
+    must_pass: frozenset[str]
+    via_env: bool = False  # choose the implementation with $FP8REF_IMPL instead of --fp8-impl
+
+
+CASES = [
+    Broken(
+        "fp8broken_env_backend",
+        "c8",
+        frozenset({"C8b", "C8f"}),
+        frozenset({"C8a", "C8c", "C8d", "C8e"}),
+    ),
+    Broken(
+        "fp8broken_substring_filter",
+        "c9",
+        frozenset({"C9d"}),
+        frozenset({"C9a", "C9b", "C9c", "C9e", "C9f"}),
+    ),
+    Broken(
+        "fp8broken_empty_on_error",
+        "c1_ or c4 or c5",
+        frozenset({"C4"}),
+        frozenset({"C1", "C5"}),
+        via_env=True,
+    ),
+    Broken(
+        "fp8broken_drop_all_gather",
+        "c5 or c6",
+        frozenset({"C6"}),
+        frozenset({"C5"}),
+    ),
+    Broken(
+        "fp8broken_patch_no_handlers_only",
+        "c13",
+        frozenset({"C13a"}),
+        frozenset({"C13b", "C13c", "C13d", "C13e"}),
+    ),
+]
+
+
+def run_suite(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, impl: str, select: str, *, via_env: bool = False
+) -> tuple[pytest.RunResult, dict[str, Any]]:
+    """Run the installed suite against ``impl`` in a child pytest; return its result and JSON report."""
+    path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(BROKEN_DIR), path) if p))
+    monkeypatch.delenv("FP8REF_IMPL", raising=False)
+    args = ["--pyargs", "conformance", "-m", "not gpu", "-k", select, "-p", "no:cacheprovider"]
+    if via_env:
+        monkeypatch.setenv("FP8REF_IMPL", impl)
+    else:
+        args += ["--fp8-impl", impl]
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(*args, "--conformance-report", str(report), timeout=300)
+    assert report.exists(), f"no report written:\n{result.stdout.str()[-3000:]}"
+    return result, json.loads(report.read_text())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.module for c in CASES])
+def test_suite_fails_broken_implementation_on_its_clause(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, case: Broken
+) -> None:
+    result, report = run_suite(pytester, monkeypatch, case.module, case.select, via_env=case.via_env)
+    outcomes = {clause: data["outcome"] for clause, data in report["clauses"].items()}
+    assert report["implementation"]["module"] == case.module
+    assert report["implementation"]["file"].startswith(str(BROKEN_DIR))
+    for clause in sorted(case.must_fail):
+        assert outcomes.get(clause) == "failed", f"{clause} should fail for {case.module}: {outcomes}"
+        assert report["clauses"][clause]["first_failure"], "a failed clause names its first failure"
+    for clause in sorted(case.must_pass):
+        assert outcomes.get(clause) == "passed", f"{clause} should pass for {case.module}: {outcomes}"
+    assert report["all_passed"] is False
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert f"fp8 conformance: implementation {case.module} (file {BROKEN_DIR}" in out, "report header"
+    assert "FP8 conformance by clause" in out and "DOES NOT CONFORM" in out, "terminal table"
+    first = sorted(case.must_fail)[0]
+    assert any(line.startswith(f"{first} ") and "FAILED" in line for line in out.splitlines()), out[-2000:]
