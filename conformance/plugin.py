@@ -164,10 +164,13 @@ def impl_name(pytestconfig: pytest.Config) -> str:
 def impl(pytestconfig: pytest.Config) -> types.ModuleType:
     """The implementation under test: a module offering the five contract functions."""
     name = pytestconfig.stash[_STATE].impl_name
+    error: str | None = None
     try:
         module = importlib.import_module(name)
     except Exception as exc:
-        pytest.fail(f"cannot import the implementation {name!r}: {type(exc).__name__}: {exc}", pytrace=False)
+        error = f"cannot import the implementation {name!r}: {type(exc).__name__}: {exc}"
+    if error is not None:
+        pytest.fail(error, pytrace=False)
     missing = [f for f in CONTRACT_FUNCTIONS if not callable(getattr(module, f, None))]
     if missing:
         pytest.fail(f"{name} does not offer the contract functions {', '.join(missing)}", pytrace=False)

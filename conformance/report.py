@@ -138,10 +138,10 @@ def _shorten(text: str | None, width: int) -> str:
 def format_table(report: Mapping[str, Any], width: int = 110) -> list[str]:
     """The clause table as lines: clause, outcome, counts, and the first failure (or skip reason)."""
     impl = report.get("implementation", {})
-    lines = [
-        f"FP8 conformance of {impl.get('module', '?')} {impl.get('version', '')}".rstrip(),
-        f"{'clause':<7} {'outcome':<8} {'pass':>4} {'fail':>4} {'skip':>4}  detail",
-    ]
+    lines = [f"FP8 conformance of {impl.get('module') or '?'} {impl.get('version') or ''}".rstrip()]
+    if impl.get("error"):
+        lines.append(f"implementation error: {impl['error']}")
+    lines.append(f"{'clause':<7} {'outcome':<8} {'pass':>4} {'fail':>4} {'skip':>4}  detail")
     for clause, data in report.get("clauses", {}).items():
         counts = data["counts"]
         detail = data.get("first_failure") or data.get("skip_reason") or ""

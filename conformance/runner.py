@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,7 +82,7 @@ def run_check(
         print(f"fp8ref check: the suite wrote no report (pytest exit status {proc.returncode})", file=out)
         return proc.returncode or 2
     print("", file=out)
-    for line in format_table(data):
+    for line in format_table(data, width=max(110, shutil.get_terminal_size().columns)):
         print(line, file=out)
     if report:
         print(f"report: {report_path}", file=out)

@@ -195,4 +195,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Leave without the interpreter's teardown: with torch 2.13 on the CPU, about one run in six of this
+    # worker aborted *after* destroy_process_group, in C++ static destruction ("terminate called without an
+    # active exception", SIGABRT), also without accelerate; the results are written and the barrier passed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

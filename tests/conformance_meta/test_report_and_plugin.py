@@ -1,0 +1,126 @@
+"""Tests of the clause report (names -> clauses, outcomes, JSON, table) and of the plugin's isolation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conformance.report import (
+    CaseRecord,
+    ClauseResult,
+    all_passed,
+    build_report,
+    clause_of,
+    format_table,
+    group_by_clause,
+    write_report,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "clause"),
+    [
+        ("test_c9d_parent_component_named_output_is_converted", "C9d"),
+        ("test_c12_quiet[mixed-rowwise]", "C12"),
+        ("test_c01_padded_number", "C1"),
+        ("test_g2_te_runs", "G2"),
+        ("test_c9d", None),
+        ("test_helpers", None),
+        ("test_cx_nothing", None),
+    ],
+)
+def test_clause_of(name: str, clause: str | None) -> None:
+    assert clause_of(name) == clause
+
+
+def test_case_record_keeps_the_worst_phase() -> None:
+    record = CaseRecord("t")
+    record.update("passed", None, 0.1)
+    record.update("failed", "boom", 0.2)
+    record.update("error", "teardown broke", 0.1)
+    assert (record.outcome, record.message) == ("error", "teardown broke")
+    assert record.duration == pytest.approx(0.4)
+
+
+def _result(clause: str, *outcomes: str) -> ClauseResult:
+    return ClauseResult(
+        clause, [CaseRecord(f"mod.py::t{i}", o, f"msg {i}" if o != "passed" else None) for i, o in enumerate(outcomes)]
+    )
+
+
+def test_clause_outcome_rules() -> None:
+    assert _result("C1", "passed", "skipped").outcome == "passed"
+    assert _result("C1", "passed", "failed").outcome == "failed"
+    assert _result("C1", "passed", "error").outcome == "failed"
+    assert _result("G1", "skipped", "skipped").outcome == "skipped"
+    assert _result("C1", "passed", "failed").first_failure == "t1: msg 1"
+    assert _result("G1", "skipped").skip_reason == "msg 0"
+    assert not all_passed([]) and not all_passed([_result("G1", "skipped")])
+    assert all_passed([_result("C1", "passed"), _result("C2", "passed", "skipped")])
+
+
+def test_group_by_clause_orders_clauses_as_the_contract() -> None:
+    records = [(c, CaseRecord(c)) for c in ("G1", "C10", "C9d", "C2", "C9", "C13a")]
+    assert [r.clause for r in group_by_clause(records)] == ["C2", "C9", "C9d", "C10", "C13a", "G1"]
+
+
+def test_report_json_round_trip_and_table(tmp_path: Path) -> None:
+    results = [_result("C1", "passed"), _result("C9d", "passed", "failed"), _result("G2", "skipped")]
+    report = build_report({"module": "x", "file": "/x.py", "version": "1"}, results)
+    path = write_report(tmp_path / "sub" / "r.json", report)
+    data = json.loads(path.read_text())
+    assert data["all_passed"] is False
+    assert data["summary"] == {"passed": 1, "failed": 1, "skipped": 1}
+    assert data["clauses"]["C9d"]["first_failure"] == "t1: msg 1"
+    assert [t["outcome"] for t in data["clauses"]["C9d"]["tests"]] == ["passed", "failed"]
+    lines = format_table(data)
+    assert lines[0] == "FP8 conformance of x 1"
+    assert any(line.startswith("C9d") and "FAILED" in line and "t1: msg 1" in line for line in lines)
+    assert any(line.startswith("G2") and "SKIPPED" in line for line in lines)
+    assert lines[-1].startswith("DOES NOT CONFORM")
+
+
+# --------------------------------------------------------------------------- plugin
+
+
+def test_plugin_restores_accelerator_and_accelerate_namespaces() -> None:
+    import accelerate
+    import accelerate.accelerator as accelerator_module
+
+    from conformance import plugin
+
+    init = accelerate.Accelerator.__init__
+    convert = accelerator_module.convert_model
+    saved = plugin._accelerate_snapshot()
+    try:
+        accelerate.Accelerator.__init__ = lambda self, *a, **k: None  # type: ignore[method-assign]
+        accelerate.Accelerator._fp8meta_flag = True  # type: ignore[attr-defined]
+        accelerator_module.convert_model = lambda *a, **k: None
+        accelerate.Accelerator = type("Replaced", (), {})  # type: ignore[misc]
+    finally:
+        plugin._restore_accelerate(saved)
+    assert accelerate.Accelerator is accelerator_module.Accelerator
+    assert accelerate.Accelerator.__init__ is init
+    assert not hasattr(accelerate.Accelerator, "_fp8meta_flag")
+    assert accelerator_module.convert_model is convert
+
+
+def test_plugin_leaves_other_tests_alone(pytester: pytest.Pytester) -> None:
+    """Outside the conformance package the plugin restores nothing and prints no clause table."""
+    pytester.makepyfile(
+        test_outside="""
+        import os
+
+        def test_c1_sets():
+            os.environ["FP8META_LEAK"] = "1"
+
+        def test_c1_sees():
+            assert os.environ.get("FP8META_LEAK") == "1"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert "FP8 conformance by clause" not in result.stdout.str()
+    assert "fp8 conformance: implementation" not in result.stdout.str()
