@@ -124,3 +124,26 @@ def test_plugin_leaves_other_tests_alone(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
     assert "FP8 conformance by clause" not in result.stdout.str()
     assert "fp8 conformance: implementation" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "expected"),
+    [({"CI": "true"}, [], "300 True"), ({"CI": "true"}, ["--hypothesis-profile", "dev"], "30 ")],
+    ids=["ci-by-default-on-ci", "explicit-profile-wins"],
+)
+def test_hypothesis_profiles(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], args: list[str], expected: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    pytester.makepyfile(
+        test_profile="""
+        from hypothesis import settings
+
+        def test_print():
+            print("PROFILE", settings.default.max_examples, settings.default.derandomize)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", *args)
+    result.assert_outcomes(passed=1)
+    assert f"PROFILE {expected}" in result.stdout.str()
