@@ -75,7 +75,8 @@ class ClauseResult:
     def first_failure(self) -> str | None:
         for test in self.tests:
             if test.outcome in ("failed", "error"):
-                return f"{test.nodeid.rsplit('::', 1)[-1]}: {test.message}"
+                headline = (test.message or "").strip().splitlines()[0] if test.message else ""
+                return f"{test.nodeid.rsplit('::', 1)[-1]}: {headline[:500]}"
         return None
 
     @property

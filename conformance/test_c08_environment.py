@@ -56,16 +56,16 @@ def _configure(impl: types.ModuleType, args: Any, env: dict[str, str] | None = N
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
 def test_c8a_sets_accelerate_mixed_precision_fp8(impl: types.ModuleType, backend: str) -> None:
-    env = _configure(impl, make_args(fp8=True, backend=backend))
-    assert env.get("ACCELERATE_MIXED_PRECISION") == "fp8"
+    value = _configure(impl, make_args(fp8=True, backend=backend)).get("ACCELERATE_MIXED_PRECISION")
+    assert value == "fp8", f"ACCELERATE_MIXED_PRECISION={value!r}"
 
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
 def test_c8b_sets_accelerate_fp8_backend_to_ao_for_torchao(impl: types.ModuleType, backend: str) -> None:
     env = _configure(impl, make_args(fp8=True, backend=backend))
-    assert env.get("ACCELERATE_FP8_BACKEND") == "AO", (
-        f"ACCELERATE_FP8_BACKEND={env.get('ACCELERATE_FP8_BACKEND')!r} (FP8_BACKEND={env.get('FP8_BACKEND')!r}); "
-        "accelerate reads only ACCELERATE_FP8_BACKEND"
+    value, seed_value = env.get("ACCELERATE_FP8_BACKEND"), env.get("FP8_BACKEND")
+    assert value == "AO", (
+        f"ACCELERATE_FP8_BACKEND={value!r} (FP8_BACKEND={seed_value!r}); accelerate reads only ACCELERATE_FP8_BACKEND"
     )
 
 
@@ -75,8 +75,8 @@ def test_c8b_sets_accelerate_fp8_backend_to_te_for_te(
 ) -> None:
     """Stand-in transformer_engine (recipe construction only; never a G clause)."""
     with standin_te(standin_te_dir):
-        env = _configure(impl, make_args(fp8=True, backend=backend))
-    assert env.get("ACCELERATE_FP8_BACKEND") == "TE", f"ACCELERATE_FP8_BACKEND={env.get('ACCELERATE_FP8_BACKEND')!r}"
+        value = _configure(impl, make_args(fp8=True, backend=backend)).get("ACCELERATE_FP8_BACKEND")
+    assert value == "TE", f"ACCELERATE_FP8_BACKEND={value!r}"
 
 
 @pytest.fixture(scope="module")
@@ -100,14 +100,16 @@ def test_c8b_auto_resolving_to_te_sets_te(te_by_auto: dict[str, dict[str, Any]],
 @pytest.mark.parametrize("flag", [True, False])
 def test_c8c_sets_all_gather_variable_matching_the_flag(impl: types.ModuleType, backend: str, flag: bool) -> None:
     env = _configure(impl, make_args(fp8=True, backend=backend, all_gather=flag))
-    assert env.get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER") == str(flag).lower()
+    value = env.get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER")
+    assert value == str(flag).lower(), f"ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER={value!r} with the flag {flag}"
 
 
 @pytest.mark.parametrize("flag", [True, False])
 def test_c8c_overrides_a_preset_all_gather_variable(impl: types.ModuleType, flag: bool) -> None:
     preset = {"ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": str(not flag).lower()}
     env = _configure(impl, make_args(fp8=True, backend="torchao", all_gather=flag), preset)
-    assert env.get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER") == str(flag).lower()
+    value = env.get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER")
+    assert value == str(flag).lower(), f"ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER={value!r} with the flag {flag}"
 
 
 # --------------------------------------------------------------------------- d, e
@@ -150,11 +152,17 @@ def test_c8_property_environment_contract(
         first = dict(os.environ)
         impl.configure_fp8_environment(args)
         second = dict(os.environ)
-    assert first.get("ACCELERATE_MIXED_PRECISION") == "fp8", "C8a"
-    assert first.get("ACCELERATE_FP8_BACKEND") == _expected_backend(backend), (
-        f"C8b: ACCELERATE_FP8_BACKEND={first.get('ACCELERATE_FP8_BACKEND')!r}"
+    mixed, backend_var, gather = (
+        first.get(name)
+        for name in (
+            "ACCELERATE_MIXED_PRECISION",
+            "ACCELERATE_FP8_BACKEND",
+            "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER",
+        )
     )
-    assert first.get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER") == str(all_gather).lower(), "C8c"
+    assert mixed == "fp8", f"C8a: ACCELERATE_MIXED_PRECISION={mixed!r}"
+    assert backend_var == _expected_backend(backend), f"C8b: ACCELERATE_FP8_BACKEND={backend_var!r}"
+    assert gather == str(all_gather).lower(), f"C8c: ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER={gather!r}"
     bad = [c for c in env_diff(before, first) if not c.name.startswith(ALLOWED_ENV_PREFIXES)]
     assert not bad, f"C8d: changed variables outside the FP8 prefixes: {bad}"
     assert env_diff(first, second) == [], f"C8e: the second call changed {env_diff(first, second)}"
