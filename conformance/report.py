@@ -150,7 +150,12 @@ def format_table(report: Mapping[str, Any], width: int = 110) -> list[str]:
         prefix += f"{counts['failed'] + counts['error']:>4} {counts['skipped']:>4}  "
         lines.append(prefix + _shorten(detail, max(20, width - len(prefix))))
     summary = report.get("summary", {})
-    verdict = "CONFORMS" if report.get("all_passed") else "DOES NOT CONFORM"
+    if report.get("all_passed"):
+        verdict = "CONFORMS"
+    elif summary.get("failed", 0) or not report.get("clauses"):
+        verdict = "DOES NOT CONFORM"
+    else:
+        verdict = "NOT VERIFIED (clauses skipped)"
     lines.append(
         f"{verdict}: {summary.get('passed', 0)} clauses passed, {summary.get('failed', 0)} failed, "
         f"{summary.get('skipped', 0)} skipped"

@@ -80,6 +80,9 @@ def test_report_json_round_trip_and_table(tmp_path: Path) -> None:
     assert any(line.startswith("C9d") and "FAILED" in line and "t1: msg 1" in line for line in lines)
     assert any(line.startswith("G2") and "SKIPPED" in line for line in lines)
     assert lines[-1].startswith("DOES NOT CONFORM")
+    skipped_only = build_report({"module": "x"}, [_result("G1", "skipped")])
+    assert format_table(skipped_only)[-1].startswith("NOT VERIFIED (clauses skipped)")
+    assert format_table(build_report({"module": "x"}, [_result("C1", "passed")]))[-1].startswith("CONFORMS")
 
 
 # --------------------------------------------------------------------------- plugin
