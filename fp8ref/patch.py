@@ -6,6 +6,8 @@ The HF ``Trainer`` builds its own ``Accelerator`` and passes no FP8 handler (it 
 its own module filter, which is not what the user asked for. :func:`patch_accelerator_for_fp8` wraps
 ``Accelerator.__init__`` so that an FP8 handler built by :func:`~fp8ref.recipes.create_fp8_kwargs` is
 added to whatever handlers the caller passes, unless the caller already passes an FP8 handler.
+It also makes ``prepare`` point optimizers at the weights that torchao replaces (see
+:func:`_prepare_ao_keeping_optimizers`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 _PATCH_MARKER = "__fp8ref_patch__"
 _ORIGINAL_INIT = "_fp8ref_original_init"
 _SETTINGS = "_fp8ref_settings"
+_ORIGINAL_PREPARE_AO = "_fp8ref_original_prepare_ao"
 
 _FP8_HANDLER_CLASS_NAMES = ("AORecipeKwargs", "TERecipeKwargs", "FP8RecipeKwargs", "MSAMPRecipeKwargs")
 
@@ -68,6 +71,51 @@ def _patched_init(original_init: Callable[..., None]) -> Callable[..., None]:
 
     setattr(__init__, _PATCH_MARKER, True)
     return __init__
+
+
+def _remap_optimizers(mapping: dict[Any, Any], optimizers: list[Any]) -> int:
+    moved = 0
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            params = group["params"]
+            group["params"] = [mapping.get(param, param) for param in params]
+            moved += sum(param in mapping for param in params)
+        for old, new in mapping.items():
+            if old in optimizer.state:
+                optimizer.state[new] = optimizer.state.pop(old)
+    return moved
+
+
+def _prepare_ao_keeping_optimizers(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``Accelerator._prepare_ao`` so that optimizers follow the parameters torchao replaces.
+
+    With ``enable_fsdp_float8_all_gather`` torchao wraps each converted weight in a new ``Parameter``.
+    accelerate remaps optimizers for Transformer Engine and FSDP2 but not here, so outside FSDP an
+    optimizer built before ``prepare`` keeps the old parameters and silently never updates the model.
+    """
+
+    @functools.wraps(original)
+    def _prepare_ao(self: Any, *args: Any) -> Any:
+        import torch
+
+        models = [arg for arg in args if isinstance(arg, torch.nn.Module)]
+        before = [dict(model.named_parameters(remove_duplicate=False)) for model in models]
+        result = original(self, *args)
+        mapping: dict[Any, Any] = {}
+        for model, old_params in zip(models, before, strict=True):
+            new_params = dict(model.named_parameters(remove_duplicate=False))
+            for name, old in old_params.items():
+                new = new_params.get(name)
+                if new is not None and new is not old:
+                    mapping[old] = new
+        optimizers = [arg for arg in args if isinstance(arg, torch.optim.Optimizer)]
+        if mapping and optimizers:
+            moved = _remap_optimizers(mapping, optimizers)
+            logger.info("fp8ref: pointed %d optimizer parameters at the weights torchao replaced", moved)
+        return result
+
+    setattr(_prepare_ao, _PATCH_MARKER, True)
+    return _prepare_ao
 
 
 def _install_te_converter(settings: FP8Settings) -> None:
@@ -123,6 +171,9 @@ def patch_accelerator_for_fp8(training_args: Any = None) -> None:
         return
     setattr(Accelerator, _ORIGINAL_INIT, Accelerator.__init__)
     Accelerator.__init__ = _patched_init(Accelerator.__init__)
+    if hasattr(Accelerator, "_prepare_ao"):
+        setattr(Accelerator, _ORIGINAL_PREPARE_AO, Accelerator._prepare_ao)
+        Accelerator._prepare_ao = _prepare_ao_keeping_optimizers(Accelerator._prepare_ao)
     logger.info("patched Accelerator.__init__ to inject the FP8 recipe (%s)", backend.value)
 
 
@@ -135,6 +186,9 @@ def unpatch_accelerator_for_fp8() -> bool:
         return False
     Accelerator.__init__ = getattr(Accelerator, _ORIGINAL_INIT)
     delattr(Accelerator, _ORIGINAL_INIT)
+    if hasattr(Accelerator, _ORIGINAL_PREPARE_AO):
+        Accelerator._prepare_ao = getattr(Accelerator, _ORIGINAL_PREPARE_AO)
+        delattr(Accelerator, _ORIGINAL_PREPARE_AO)
     if hasattr(Accelerator, _SETTINGS):
         delattr(Accelerator, _SETTINGS)
     return True

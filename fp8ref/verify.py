@@ -93,6 +93,17 @@ def _prepared_models(accelerator: Any) -> list[nn.Module]:
     return [m for m in models if isinstance(m, nn.Module)]
 
 
+def _stale_optimizer_params(accelerator: Any, models: list[nn.Module]) -> int:
+    """How many parameters the prepared optimizers hold that no prepared model holds any more."""
+    in_models = {id(param) for model in models for param in model.parameters()}
+    stale = 0
+    for optimizer in getattr(accelerator, "_optimizers", None) or []:
+        inner = getattr(optimizer, "optimizer", optimizer)
+        for group in getattr(inner, "param_groups", []):
+            stale += sum(id(param) not in in_models for param in group["params"])
+    return stale
+
+
 def _walk(models: Iterable[nn.Module]) -> Iterator[tuple[str, nn.Module]]:
     for index, model in enumerate(models):
         for fqn, module in model.named_modules():
@@ -162,6 +173,13 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings) -> FP8Report:
                 skipped.append((fqn, "accepted by the filter but not converted"))
             else:
                 skipped.append((fqn, f"{decision.reason.value if decision.reason else ''}: {decision.detail}"))
+    stale = _stale_optimizer_params(accelerator, models) if models else 0
+    if stale:
+        problems.append(
+            f"the optimizer holds {stale} parameter(s) that are no longer in the prepared model (torchao replaces "
+            "the weights when fsdp float8 all-gather is on): they will never be updated. Build the optimizer "
+            "after accelerator.prepare(model), or call patch_accelerator_for_fp8(), which remaps it"
+        )
     if models and not converted:
         problems.append(
             "the prepared models hold no FP8 layer (torchao Float8Linear or Transformer Engine module): "
@@ -177,7 +195,7 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings) -> FP8Report:
         )
     return FP8Report(
         requested=True,
-        in_effect=bool(fp8_enabled) and bool(converted),
+        in_effect=bool(fp8_enabled) and bool(converted) and not stale,
         accelerator_fp8_enabled=None if fp8_enabled is None else bool(fp8_enabled),
         backend=backend,
         recipe=_recipe_of(accelerator, backend),
@@ -190,8 +208,9 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings) -> FP8Report:
 def verify_fp8_status(accelerator: Any, training_args: Any, *, strict: bool = False) -> FP8Report:
     """Check after ``accelerator.prepare`` that FP8 is in effect; return the :class:`FP8Report`.
 
-    When FP8 was requested and is not in effect (``accelerator.fp8_enabled`` false, or no FP8 layer in
-    the prepared models), logs a WARNING, or raises :class:`FP8NotActiveError` with ``strict=True``.
+    When FP8 was requested and is not in effect (``accelerator.fp8_enabled`` false, no FP8 layer in the
+    prepared models, or an optimizer holding weights the conversion replaced, so that FP8 layers would
+    never train), logs a WARNING, or raises :class:`FP8NotActiveError` with ``strict=True``.
     Logs nothing at WARNING when FP8 is off or in effect (smaller doubts go to INFO).
     """
     if not getattr(training_args, "fp8", False):

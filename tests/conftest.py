@@ -19,13 +19,15 @@ def _restore_fp8_state() -> Iterator[None]:
 
     environ = dict(os.environ)
     init = Accelerator.__init__
+    prepare_ao = Accelerator._prepare_ao
     convert_model = accelerator_module.convert_model
     try:
         yield
     finally:
         AcceleratorState._reset_state(True)
         Accelerator.__init__ = init  # type: ignore[method-assign]
-        for name in ("_fp8ref_original_init", "_fp8ref_settings"):
+        Accelerator._prepare_ao = prepare_ao  # type: ignore[method-assign]
+        for name in ("_fp8ref_original_init", "_fp8ref_original_prepare_ao", "_fp8ref_settings"):
             if name in vars(Accelerator):
                 delattr(Accelerator, name)
         accelerator_module.convert_model = convert_model
