@@ -277,7 +277,7 @@ def run_numerics(
 
     loss = nn.functional.mse_loss(out.float(), y)
     acc.backward(loss)
-    nn.functional.mse_loss(ref_out.float(), y).backward()  # type: ignore[no-untyped-call]
+    nn.functional.mse_loss(ref_out.float(), y).backward()
     ref_params = dict(reference.named_parameters())
     grads: dict[str, float] = {}
     for name, param in acc.unwrap_model(model).named_parameters():
@@ -299,7 +299,7 @@ def run_numerics(
         optimizer.zero_grad(set_to_none=True)
         fp8_losses.append(loss.item())
         ref_loss = nn.functional.mse_loss(reference(x).float(), y)
-        ref_loss.backward()  # type: ignore[no-untyped-call]
+        ref_loss.backward()
         ref_optimizer.step()
         ref_optimizer.zero_grad(set_to_none=True)
         ref_losses.append(ref_loss.item())
