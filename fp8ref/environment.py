@@ -43,7 +43,10 @@ def _flag(value: bool) -> str:
 
 def fp8_environment_variables(training_args: Any) -> dict[str, str]:
     """The variables (name to value) that :func:`configure_fp8_environment` sets; ``{}`` when FP8 is off."""
-    settings = FP8Settings.from_training_args(training_args)
+    return _variables_for(FP8Settings.from_training_args(training_args))
+
+
+def _variables_for(settings: FP8Settings) -> dict[str, str]:
     if not settings.enabled:
         return {}
     # A named backend is written even where it is not installed (accelerate then fails loudly at
@@ -74,8 +77,8 @@ def configure_fp8_environment(training_args: Any) -> dict[str, str]:
     Validation happens before any variable is written, so an invalid request leaves ``os.environ`` as
     it was. Idempotent.
     """
-    variables = fp8_environment_variables(training_args)
     settings = FP8Settings.from_training_args(training_args)
+    variables = _variables_for(settings)
     if variables and settings.backend is not Backend.AUTO:
         probe = probe_backend(settings.backend)
         if not probe.available:

@@ -12,6 +12,7 @@ It also makes ``prepare`` point optimizers at the weights that torchao replaces 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -153,13 +154,7 @@ def patch_accelerator_for_fp8(training_args: Any = None) -> None:
         logger.info("patch_accelerator_for_fp8: FP8 is not requested; Accelerator left as it is")
         return
     backend = resolve_backend(settings)
-    settings = FP8Settings(
-        enabled=True,
-        backend=backend,
-        recipe=settings.recipe,
-        enable_fsdp_float8_all_gather=settings.enable_fsdp_float8_all_gather,
-        auto_filter=settings.auto_filter,
-    )
+    settings = dataclasses.replace(settings, backend=backend)
     build_fp8_handler(settings)  # fail now, not inside the Trainer
     setattr(Accelerator, _SETTINGS, settings)
     if backend is Backend.TE:

@@ -17,7 +17,10 @@ from fp8ref.module_filter import SizeThreshold, explain
 logger = logging.getLogger(__name__)
 
 TE_RECIPE_FIELDS = ("fp8_format", "amax_history_len", "amax_compute_algo")
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+# FQN components that wrappers insert inside a model (FSDP1, activation checkpointing, torch.compile).
+_WRAPPER_COMPONENTS = frozenset({"_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod"})
+# Transformer Engine modules that run FP8 GEMMs (te.LayerNorm and te.RMSNorm do not).
+_TE_GEMM_MODULES = frozenset({"Linear", "LayerNormLinear", "LayerNormMLP", "GroupedLinear"})
 
 
 @dataclass(frozen=True)
@@ -61,36 +64,29 @@ class FP8Report:
 
 
 def _clean_fqn(fqn: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _WRAPPER_PREFIXES:
-            if fqn.startswith(prefix):
-                fqn, changed = fqn[len(prefix) :], True
-            fqn = fqn.replace("." + prefix, ".")
-    return fqn
+    return ".".join(part for part in fqn.split(".") if part not in _WRAPPER_COMPONENTS)
 
 
 def _fp8_layer_classes() -> tuple[type, ...]:
-    """FP8 layer classes of the backends already imported (nothing is imported here: a backend that
-    was never imported cannot have built a layer)."""
+    """torchao's FP8 layer class, if torchao was imported (nothing is imported here: a backend that was
+    never imported cannot have built a layer). Transformer Engine layers are recognised by name."""
     classes: list[type] = []
     torchao_linear = sys.modules.get("torchao.float8.float8_linear")
     if torchao_linear is not None and hasattr(torchao_linear, "Float8Linear"):
         classes.append(torchao_linear.Float8Linear)
-    te_base = sys.modules.get("transformer_engine.pytorch.module.base")
-    if te_base is not None and hasattr(te_base, "TransformerEngineBaseModule"):
-        classes.append(te_base.TransformerEngineBaseModule)
     return tuple(classes)
 
 
-def _is_te_module(module: nn.Module) -> bool:
-    return type(module).__module__.startswith("transformer_engine.")
+def _is_te_gemm_module(module: nn.Module) -> bool:
+    cls = type(module)
+    return cls.__module__.startswith("transformer_engine.") and cls.__name__ in _TE_GEMM_MODULES
 
 
 def _prepared_models(accelerator: Any) -> list[nn.Module]:
-    models = getattr(accelerator, "_models", None) or []
-    return [m for m in models if isinstance(m, nn.Module)]
+    """The prepared models, without their DDP, DeepSpeed or torch.compile wrappers."""
+    models = [m for m in getattr(accelerator, "_models", None) or [] if isinstance(m, nn.Module)]
+    unwrap = getattr(accelerator, "unwrap_model", None)
+    return [unwrap(m) if callable(unwrap) else m for m in models]
 
 
 def _stale_optimizer_params(accelerator: Any, models: list[nn.Module]) -> int:
@@ -163,10 +159,10 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings) -> FP8Report:
     skipped: list[tuple[str, str]] = []
     accepted_but_not_converted: list[str] = []
     for fqn, module in _walk(models):
-        if (fp8_classes and isinstance(module, fp8_classes)) or (_is_te_module(module) and hasattr(module, "weight")):
+        if (fp8_classes and isinstance(module, fp8_classes)) or _is_te_gemm_module(module):
             converted.append(fqn)
             continue
-        if type(module) is nn.Linear or isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear):
             decision = explain(module, fqn, size_threshold=size_threshold)
             if decision.convert:
                 accepted_but_not_converted.append(fqn)

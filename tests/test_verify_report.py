@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import types
 
 import pytest
+import torch
 import torch.nn as nn
 from accelerate import Accelerator
 
@@ -95,3 +97,46 @@ def test_custom_filter_that_skips_eligible_layers_is_noted_but_not_a_warning(
 def test_disabled_request_reports_not_requested_for_any_accelerator() -> None:
     report = verify_fp8_status(None, make_args(fp8=False, fp8_backend="bogus"))
     assert not report.requested and report.summary() == "FP8: not requested"
+
+
+def _te_like(name: str) -> type[nn.Module]:
+    """A class that looks like a Transformer Engine module (name, module path, a weight), nothing else."""
+
+    def __init__(self: nn.Module) -> None:
+        nn.Module.__init__(self)
+        self.weight = nn.Parameter(torch.ones(32))
+
+    return type(
+        name, (nn.Module,), {"__module__": f"transformer_engine.pytorch.module.{name.lower()}", "__init__": __init__}
+    )
+
+
+def test_only_te_gemm_modules_count_as_fp8_layers() -> None:
+    """A model whose only TE modules are norms (as when accelerate's TE conversion stopped early) is not
+    running FP8 GEMMs."""
+    norms_only = nn.Sequential()
+    norms_only.add_module("norm", _te_like("LayerNorm")())
+    norms_only.add_module("fc", nn.Linear(32, 32))
+    accelerator = types.SimpleNamespace(fp8_enabled=True, fp8_backend="TE", _models=[norms_only])
+    report = verify_fp8_status(accelerator, make_args(fp8_backend="te"))
+    assert not report.in_effect and report.converted == ()
+
+    with_linear = nn.Sequential()
+    with_linear.add_module("fc", _te_like("Linear")())
+    accelerator = types.SimpleNamespace(fp8_enabled=True, fp8_backend="TE", _models=[with_linear])
+    report = verify_fp8_status(accelerator, make_args(fp8_backend="te"))
+    assert report.in_effect and report.converted == ("fc",)
+
+
+def test_wrapper_components_are_left_out_of_layer_names() -> None:
+    inner = nn.Sequential()
+    inner.add_module("lm_head", nn.Linear(32, 16))
+    wrapper = nn.Module()
+    wrapper.add_module("_fsdp_wrapped_module", inner)
+    model = nn.Module()
+    model.add_module("_orig_mod", wrapper)
+    model.add_module("module", nn.Linear(32, 24))  # a real child named "module" keeps its name
+    accelerator = types.SimpleNamespace(fp8_enabled=True, fp8_backend="AO", _models=[model])
+    reasons = dict(verify_fp8_status(accelerator, make_args()).skipped)
+    assert set(reasons) == {"lm_head", "module"}
+    assert reasons["lm_head"].startswith("head or embedding layer")
