@@ -88,27 +88,6 @@ class StepLossPrinter(TrainerCallback):
     """One line per step: loss, learning rate, time of the step."""
 
     def __init__(self) -> None:
-        self.step_started = time.perf_counter()
-
-    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
-        self.step_started = time.perf_counter()
-
-    def on_log(
-        self,
-        args: TrainingArguments,
-        state: TrainerState,
-        control: TrainerControl,
-        logs: dict[str, Any] | None = None,
-        **kw: Any,
-    ) -> None:
-        if state.is_world_process_zero and logs and "loss" in logs:
-            print(step_line(state, logs, time.perf_counter() - self.step_started), flush=True)
-
-
-class StepLossProgress(ProgressCallback):
-    """The Trainer's progress bar, with the per-step line written above it instead of the raw log dict."""
-
-    def __init__(self) -> None:
         super().__init__()
         self.step_started = time.perf_counter()
 
@@ -123,9 +102,22 @@ class StepLossProgress(ProgressCallback):
         logs: dict[str, Any] | None = None,
         **kw: Any,
     ) -> None:
-        if state.is_world_process_zero and logs and "loss" in logs and self.training_bar is not None:
-            self.training_bar.write(step_line(state, logs, time.perf_counter() - self.step_started))
-            sys.stdout.flush()
+        if state.is_world_process_zero and logs and "loss" in logs:
+            self.emit(step_line(state, logs, time.perf_counter() - self.step_started))
+
+    def emit(self, line: str) -> None:
+        print(line, flush=True)
+
+
+class StepLossProgress(StepLossPrinter, ProgressCallback):
+    """The Trainer's progress bar, with the per-step line written above it instead of the raw log dict."""
+
+    def emit(self, line: str) -> None:
+        if self.training_bar is None:
+            super().emit(line)
+            return
+        self.training_bar.write(line)
+        sys.stdout.flush()
 
 
 def tiny_llama(layers: int, seq_len: int, seed: int) -> LlamaForCausalLM:
