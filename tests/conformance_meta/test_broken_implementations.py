@@ -1,4 +1,5 @@
-"""The conformance suite must fail deliberately broken implementations on the clause each breaks.
+"""The conformance suite must fail deliberately broken implementations on the clause each breaks, and
+pass a second correct implementation written independently of fp8ref.
 
 Each broken module in ``broken/`` is fp8ref with one seed bug put back. The suite runs against it in a
 child pytest (``--pyargs conformance``, as a user would run it), restricted with ``-k`` to the clause
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 BROKEN_DIR = Path(__file__).resolve().parent / "broken"
+CORRECT_DIR = Path(__file__).resolve().parent / "correct"
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,18 @@ CASES = [
 
 
 def run_suite(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, impl: str, select: str, *, via_env: bool = False
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    impl: str,
+    select: str,
+    *,
+    via_env: bool = False,
+    directory: Path = BROKEN_DIR,
 ) -> tuple[pytest.RunResult, dict[str, Any]]:
-    """Run the installed suite against ``impl`` in a child pytest; return its result and JSON report."""
+    """Run the installed suite against ``impl`` (found in ``directory``) in a child pytest; return its
+    result and JSON report."""
     path = os.environ.get("PYTHONPATH", "")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(BROKEN_DIR), path) if p))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(directory), path) if p))
     monkeypatch.delenv("FP8REF_IMPL", raising=False)
     args = ["--pyargs", "conformance", "-m", "not gpu", "-k", select, "-p", "no:cacheprovider"]
     if via_env:
@@ -100,3 +109,18 @@ def test_suite_fails_broken_implementation_on_its_clause(
     assert "FP8 conformance by clause" in out and "DOES NOT CONFORM" in out, "terminal table"
     first = sorted(case.must_fail)[0]
     assert any(line.startswith(f"{first} ") and "FAILED" in line for line in out.splitlines()), out[-2000:]
+
+
+def test_suite_passes_an_independent_correct_implementation(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole CPU suite (C1..C15) against ``correct/fp8alt_minimal.py``, which shares no code with fp8ref:
+    the suite judges behaviour, not fp8ref's way of doing things."""
+    result, report = run_suite(pytester, monkeypatch, "fp8alt_minimal", "c", directory=CORRECT_DIR)
+    failed = {
+        clause: data["first_failure"] for clause, data in report["clauses"].items() if data["outcome"] != "passed"
+    }
+    assert failed == {}
+    expected = {f"C{n}" for n in range(1, 16)} - {"C8", "C9", "C12", "C13"}
+    assert expected <= set(report["clauses"]), sorted(report["clauses"])
+    assert report["all_passed"] is True and result.ret == pytest.ExitCode.OK
