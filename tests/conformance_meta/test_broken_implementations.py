@@ -56,6 +56,18 @@ CASES = [
         frozenset({"C5"}),
     ),
     Broken(
+        "fp8broken_verify_info_only",
+        "c2 or c12",
+        frozenset({"C12a"}),
+        frozenset({"C2", "C12b"}),
+    ),
+    Broken(
+        "fp8broken_patch_imports_te",
+        "c12 or c13d",
+        frozenset({"C13d"}),
+        frozenset({"C12a", "C12b"}),
+    ),
+    Broken(
         "fp8broken_patch_no_handlers_only",
         "c13",
         frozenset({"C13a"}),
