@@ -8,6 +8,7 @@ clause that ran passed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -22,6 +23,15 @@ from conformance.report import format_table
 
 #: Set in the child so that the plugin leaves the table to the runner (printed once, at the end).
 NO_TABLE_ENV = "FP8REF_CONFORMANCE_NO_TABLE"
+
+
+#: What the suite imports besides torch and accelerate (the ``test`` extra of fp8ref).
+REQUIREMENTS = ("pytest", "hypothesis", "transformers", "torchao")
+
+
+def missing_requirements() -> list[str]:
+    """The suite's requirements that cannot be found in this environment."""
+    return [name for name in REQUIREMENTS if importlib.util.find_spec(name) is None]
 
 
 def pytest_command(impl: str, gpu: bool, report: str, extra_args: Sequence[str] = ()) -> list[str]:
@@ -71,6 +81,14 @@ def run_check(
     JSON report at that path (else it goes to a temporary file). ``extra_args`` are passed to pytest.
     """
     out = stream if stream is not None else sys.stdout
+    missing = missing_requirements()
+    if missing:
+        print(
+            f"fp8ref check: the conformance suite needs {', '.join(missing)}, not installed here. "
+            "Install the test extra: pip install 'fp8ref[test]'",
+            file=out,
+        )
+        return 2
     with tempfile.TemporaryDirectory(prefix="fp8ref-check-") as tmp:
         report_path = str(Path(report).resolve()) if report else str(Path(tmp) / "conformance.json")
         env = dict(os.environ)

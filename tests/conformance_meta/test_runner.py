@@ -59,3 +59,15 @@ def test_run_check_fails_when_the_implementation_cannot_be_imported() -> None:
     rc = run_check("fp8meta_no_such_module", gpu=False, report=None, extra_args=["-k", "c1_fp8_false"], stream=out)
     assert rc != 0
     assert "implementation error: ModuleNotFoundError: No module named 'fp8meta_no_such_module'" in out.getvalue()
+
+
+def test_run_check_names_missing_requirements_and_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "hypothesis" else real_find_spec(name, *a)
+    )
+    out = io.StringIO()
+    assert run_check("fp8ref", gpu=False, report=None, extra_args=[], stream=out) == 2
+    assert "needs hypothesis" in out.getvalue() and "pip install 'fp8ref[test]'" in out.getvalue()
