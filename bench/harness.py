@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.metadata
 import os
 import platform
 import statistics
@@ -23,6 +22,8 @@ import torch
 from torch import nn
 
 import fp8ref
+from fp8ref.backends import installed_version
+from fp8ref.verify import is_fp8_layer
 
 MIN_CAPABILITY = (8, 9)
 
@@ -83,13 +84,6 @@ def gpu_skip_reason() -> str | None:
     return None
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def environment_info(device: torch.device) -> dict[str, Any]:
     """Device and library versions, so that a saved benchmark JSON describes itself."""
     info: dict[str, Any] = {"device": device.type}
@@ -105,12 +99,12 @@ def environment_info(device: torch.device) -> dict[str, Any]:
     info["versions"] = {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchao": _version("torchao"),
-        "accelerate": _version("accelerate"),
-        "transformers": _version("transformers"),
-        "transformer_engine": _version("transformer_engine") or _version("transformer-engine"),
+        "torchao": installed_version("torchao"),
+        "accelerate": installed_version("accelerate"),
+        "transformers": installed_version("transformers"),
+        "transformer_engine": installed_version("transformer_engine", "transformer-engine"),
         "fp8ref": getattr(fp8ref, "__version__", None),
-        "pytest_benchmark": _version("pytest-benchmark"),
+        "pytest_benchmark": installed_version("pytest-benchmark"),
     }
     return info
 
@@ -133,13 +127,8 @@ def fp8_handler(variant: Variant) -> Any:
 
 
 def count_fp8_modules(model: nn.Module) -> int:
-    """Number of torchao Float8Linear or Transformer Engine modules in ``model``."""
-    count = 0
-    for module in model.modules():
-        cls = type(module)
-        if cls.__name__ == "Float8Linear" or cls.__module__.startswith("transformer_engine"):
-            count += 1
-    return count
+    """Number of layers in ``model`` that run their GEMMs in FP8 (fp8ref's own test, as verify uses)."""
+    return sum(is_fp8_layer(module) for module in model.modules())
 
 
 def convert_torchao(model: nn.Module, variant: Variant, *, emulate: bool = False) -> dict[str, Any]:

@@ -41,8 +41,9 @@ class BackendProbe:
         return self.backend.package
 
 
-def _installed_version(backend: Backend) -> str | None:
-    for dist in _DISTRIBUTIONS[backend]:
+def installed_version(*distributions: str) -> str | None:
+    """The installed version of the first of ``distributions`` that is installed, else ``None``."""
+    for dist in distributions:
         try:
             return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -55,16 +56,20 @@ def probe_backend(backend: Backend) -> BackendProbe:
     if backend is Backend.AUTO:
         raise ValueError("probe a concrete backend (torchao or te), not 'auto'")
     module = _PROBE_MODULE[backend]
+    version = installed_version(*_DISTRIBUTIONS[backend])
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        return BackendProbe(backend, False, _installed_version(backend), f"`import {module}` failed: {exc}")
+        return BackendProbe(backend, False, version, f"`import {module}` failed: {exc}")
     except Exception as exc:  # a broken install raises OSError, RuntimeError, ...: report it, don't hide it
         logger.debug("importing %s raised", module, exc_info=True)
         return BackendProbe(
-            backend, False, _installed_version(backend), f"`import {module}` raised {type(exc).__name__}: {exc}"
+            backend,
+            False,
+            version,
+            f"`import {module}` raised {type(exc).__name__}: {exc}",
         )
-    return BackendProbe(backend, True, _installed_version(backend), None)
+    return BackendProbe(backend, True, version, None)
 
 
 def is_backend_available(backend: Backend) -> bool:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from fp8ref.backends import INSTALL_HINT, probe_backend
+from fp8ref.backends import INSTALL_HINT, installed_version, probe_backend
 from fp8ref.config import Backend
 
 FP8_MIN_CAPABILITY = (8, 9)  # Ada (sm_89) and Hopper (sm_90) have float8 tensor cores
@@ -68,13 +67,6 @@ class DoctorReport:
         return "\n".join(lines)
 
 
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def _cuda() -> tuple[str | None, tuple[int, int] | None]:
     import torch
 
@@ -130,7 +122,7 @@ def _te_verdict(capability: tuple[int, int] | None) -> BackendVerdict:
 def run_doctor() -> DoctorReport:
     device, capability = _cuda()
     versions = {
-        name: _version(dist)
+        name: installed_version(dist)
         for name, dist in (
             ("torch", "torch"),
             ("accelerate", "accelerate"),

@@ -82,6 +82,13 @@ def _is_te_gemm_module(module: nn.Module) -> bool:
     return cls.__module__.startswith("transformer_engine.") and cls.__name__ in _TE_GEMM_MODULES
 
 
+def is_fp8_layer(module: nn.Module, fp8_classes: tuple[type, ...] | None = None) -> bool:
+    """Whether ``module`` runs its GEMMs in FP8: a torchao ``Float8Linear`` or a Transformer Engine GEMM
+    module (``te.LayerNorm`` and ``te.RMSNorm`` are not). ``fp8_classes`` caches the class lookup."""
+    classes = _fp8_layer_classes() if fp8_classes is None else fp8_classes
+    return (bool(classes) and isinstance(module, classes)) or _is_te_gemm_module(module)
+
+
 def _prepared_models(accelerator: Any) -> list[nn.Module]:
     """The prepared models, without their DDP, DeepSpeed or torch.compile wrappers."""
     models = [m for m in getattr(accelerator, "_models", None) or [] if isinstance(m, nn.Module)]
@@ -159,7 +166,7 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings) -> FP8Report:
     skipped: list[tuple[str, str]] = []
     accepted_but_not_converted: list[str] = []
     for fqn, module in _walk(models):
-        if (fp8_classes and isinstance(module, fp8_classes)) or _is_te_gemm_module(module):
+        if is_fp8_layer(module, fp8_classes):
             converted.append(fqn)
             continue
         if isinstance(module, nn.Linear):
