@@ -1,6 +1,6 @@
 """Run contract calls in a fresh interpreter where some packages are not importable.
 
-Used by the suite as ``python -m conformance._probe SPEC_JSON``: the spec names the implementation,
+Used by the suite as ``python -m <suite package>._probe SPEC_JSON``: the spec names the implementation,
 the packages to hide (``sys.modules[name] = None`` before anything imports them, which is what a
 missing package looks like to ``import`` and to ``importlib.util.find_spec``), an optional directory
 holding the stand-in ``transformer_engine``, and the calls to make. The results go to stdout as one

@@ -358,12 +358,12 @@ def run_probe_subprocess(
 
     Each call is ``{"id": str, "fn": contract function name, "args": {attribute: value}}``. The
     child inherits this process's ``sys.path`` so that the implementation imports the same way.
-    Returns ``{"results": [...], "imported": {...}}`` as written by :mod:`conformance._probe`.
+    Returns ``{"results": [...], "imported": {...}}`` as written by :mod:`._probe`.
     """
     import json
     import subprocess
 
-    from conformance._probe import MARKER
+    from . import _probe
 
     key = json.dumps([impl, calls, hide, str(standin_dir), report_imported], sort_keys=True)
     if key in _PROBE_CACHE:
@@ -378,17 +378,17 @@ def run_probe_subprocess(
     env = {k: v for k, v in os.environ.items() if not k.startswith(fp8_env_prefixes())}
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     proc = subprocess.run(
-        [sys.executable, "-m", "conformance._probe", json.dumps(spec)],
+        [sys.executable, "-m", _probe.__name__, json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=timeout,
         env=env,
         check=False,
     )
-    payload = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
+    payload = [line for line in proc.stdout.splitlines() if line.startswith(_probe.MARKER)]
     if proc.returncode != 0 or not payload:
         raise RuntimeError(f"probe subprocess for {impl!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(payload[-1][len(MARKER) :])
+    result: dict[str, Any] = json.loads(payload[-1][len(_probe.MARKER) :])
     _PROBE_CACHE[key] = result
     return result
 

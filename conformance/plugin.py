@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from conformance.helpers import CONTRACT_FUNCTIONS, restore_environ
-from conformance.report import CaseRecord, all_passed, build_report, clause_of, format_table, group_by_clause
+from .helpers import CONTRACT_FUNCTIONS, restore_environ
+from .report import CaseRecord, all_passed, build_report, clause_of, format_table, group_by_clause
 
 DEFAULT_IMPL = "fp8ref"
 IMPL_ENV_VAR = "FP8REF_IMPL"
@@ -182,7 +182,7 @@ def standin_te_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding the stand-in ``transformer_engine`` (not on ``sys.path``: tests put it there
     with :func:`conformance.helpers.standin_te`). It only lets accelerate build TE recipes on a
     machine without TE; it never serves a G clause."""
-    from conformance.helpers import write_standin_te
+    from .helpers import write_standin_te
 
     return write_standin_te(tmp_path_factory.mktemp("standin_te"))
 
@@ -343,7 +343,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = session.config.getoption("conformance_report", None)
     if not path:
         return
-    from conformance.report import write_report
+    from .report import write_report
 
     report = _build(session.config) or build_report(_implementation(session.config), [])
     write_report(path, report)

@@ -1,6 +1,6 @@
 """Run the installed conformance suite against an implementation and print the clause table.
 
-``run_check`` is what ``fp8ref check`` calls: it runs ``pytest --pyargs conformance`` in a child
+``run_check`` is what ``fp8ref check`` calls: it runs ``pytest --pyargs fp8ref_conformance`` in a child
 process (so the caller's process state cannot leak into the suite, nor the suite's into the caller),
 reads the JSON report the plugin writes, prints the table of clauses and returns 0 only when every
 clause that ran passed.
@@ -19,7 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from conformance.report import format_table
+from .report import format_table
+
+#: The suite's installed import name (the repository keeps it in the folder ``conformance/``).
+SUITE_PACKAGE = "fp8ref_conformance"
 
 #: Set in the child so that the plugin leaves the table to the runner (printed once, at the end).
 NO_TABLE_ENV = "FP8REF_CONFORMANCE_NO_TABLE"
@@ -41,7 +44,7 @@ def pytest_command(impl: str, gpu: bool, report: str, extra_args: Sequence[str] 
         "-m",
         "pytest",
         "--pyargs",
-        "conformance",
+        SUITE_PACKAGE,
         "-m",
         "gpu" if gpu else "not gpu",
         "--fp8-impl",

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from conformance.helpers import sqnr_db
+from .helpers import sqnr_db
 
 # --------------------------------------------------------------------------- models
 

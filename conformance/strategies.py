@@ -6,7 +6,7 @@ import string
 
 from hypothesis import strategies as st
 
-from conformance.helpers import ALLOWED_ENV_PREFIXES, HEAD_NAMES, VALID_BACKENDS
+from .helpers import ALLOWED_ENV_PREFIXES, HEAD_NAMES, VALID_BACKENDS
 
 _ENV_NAME_CHARS = string.ascii_uppercase + string.digits + "_"
 _ENV_VALUE_CHARS = string.ascii_letters + string.digits + " _-./:=,"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.helpers import (
+from .helpers import (
     env_diff,
     env_snapshot,
     fp8_env_prefixes,
@@ -20,7 +20,7 @@ from conformance.helpers import (
     mentions_word,
     run_probe_subprocess,
 )
-from conformance.strategies import environments, invalid_backends, valid_backends
+from .strategies import environments, invalid_backends, valid_backends
 
 # The isolation of the suite is done by hooks, not fixtures; only session fixtures are used here.
 PROPERTY = settings(suppress_health_check=[HealthCheck.too_slow])
@@ -100,7 +100,7 @@ def _fp8_accelerator() -> Any:
 )
 @pytest.mark.parametrize("backend", ["auto", "torchao", "te"])
 def test_c2_verify_is_quiet_when_disabled(impl: types.ModuleType, make_acc: Any, backend: str) -> None:
-    from conformance.helpers import capture_logs
+    from .helpers import capture_logs
 
     acc = make_acc()
     with capture_logs() as logs:
@@ -211,7 +211,7 @@ def test_c4_te_missing_raises_import_error_naming_transformer_engine(
 
 def test_c4_te_missing_in_this_process(impl: types.ModuleType) -> None:
     """The same check in-process, with ``transformer_engine`` hidden through ``sys.modules``."""
-    from conformance.helpers import hidden_packages
+    from .helpers import hidden_packages
 
     with hidden_packages("transformer_engine"):
         try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conformance.helpers import TE_BY_AUTO_CALLS, capture_logs, make_args, run_probe_subprocess, standin_te
+from .helpers import TE_BY_AUTO_CALLS, capture_logs, make_args, run_probe_subprocess, standin_te
 
 TORCHAO_BACKENDS = ["torchao", "auto", "TorchAO", "AUTO"]
 

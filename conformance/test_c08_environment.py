@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conformance.helpers import (
+from .helpers import (
     ALLOWED_ENV_PREFIXES,
     TE_BY_AUTO_CALLS,
     env_diff,
@@ -23,7 +23,7 @@ from conformance.helpers import (
     run_probe_subprocess,
     standin_te,
 )
-from conformance.strategies import environments, valid_backends
+from .strategies import environments, valid_backends
 
 PROPERTY = settings(suppress_health_check=[HealthCheck.too_slow])
 TORCHAO_BACKENDS = ["torchao", "auto", "TORCHAO", "Auto"]

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conformance.helpers import HEAD_NAMES, contract_accepts, make_args
-from conformance.strategies import dims, fqns
+from .helpers import HEAD_NAMES, contract_accepts, make_args
+from .strategies import dims, fqns
 
 PROPERTY = settings(suppress_health_check=[HealthCheck.too_slow])
 Filter = Callable[[nn.Module, str], Any]
@@ -241,7 +241,7 @@ def test_c9d_property_head_names_in_parents_do_not_matter(module_filter: Filter,
 
 def test_c9_mixed_model_layers_are_judged_by_the_contract(module_filter: Filter) -> None:
     """Every module of the C10 test model, with its real FQN, gets the answer C9 gives."""
-    from conformance.scenarios import MIXED_MODEL_ELIGIBLE, mixed_model
+    from .scenarios import MIXED_MODEL_ELIGIBLE, mixed_model
 
     model = mixed_model()
     accepted = {name for name, m in model.named_modules() if _judge(module_filter, m, name)}

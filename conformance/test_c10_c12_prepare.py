@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from torch import nn
 
-from conformance.helpers import capture_logs, make_args
-from conformance.scenarios import (
+from .helpers import capture_logs, make_args
+from .scenarios import (
     LLAMA_PROJECTIONS,
     fp8_accelerator,
     ineligible_model,

@@ -12,8 +12,8 @@ import types
 import pytest
 from torchao.float8.config import ScalingGranularity
 
-from conformance.helpers import make_args
-from conformance.scenarios import FORWARD_SQNR_DB, assert_numerics, run_numerics, with_emulation
+from .helpers import make_args
+from .scenarios import FORWARD_SQNR_DB, assert_numerics, run_numerics, with_emulation
 
 # value: the all-gather flag; tensorwise is the config the implementation returns with the flag set.
 RECIPES = {"rowwise": False, "tensorwise": True}

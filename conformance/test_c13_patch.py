@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from conformance.helpers import (
+from .helpers import (
     env_snapshot,
     fp8_env_prefixes,
     hidden_packages,
@@ -26,7 +26,7 @@ from conformance.helpers import (
     mentions_package,
     standin_te,
 )
-from conformance.scenarios import LinearLike
+from .scenarios import LinearLike
 
 FP8_HANDLER_ATTRS = ("fp8_recipe_handler", "ao_recipe_handler", "te_recipe_handler", "msamp_recipe_handler")
 BACKENDS = ["torchao", "auto", "te"]

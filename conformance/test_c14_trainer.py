@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import torch
 
-from conformance.helpers import capture_logs, env_snapshot, fp8_env_prefixes
+from .helpers import capture_logs, env_snapshot, fp8_env_prefixes
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 NUM_LAYERS = 2

@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from conformance.helpers import fp8_env_prefixes
-from conformance.workers import worker_path
+from .helpers import fp8_env_prefixes
+from .workers import worker_path
 
 WORKER = "fsdp_float8.py"
 NPROC = 2

@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from conformance.helpers import contract_accepts, importable, is_standin_te, make_args
-from conformance.scenarios import (
+from .helpers import contract_accepts, importable, is_standin_te, make_args
+from .scenarios import (
     assert_numerics,
     float8_names,
     fp8_accelerator,

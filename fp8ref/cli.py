@@ -35,7 +35,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from conformance.runner import run_check
+    from fp8ref_conformance.runner import run_check
 
     return int(run_check(args.impl, gpu=args.gpu, report=args.report, extra_args=list(args.pytest_args)))
 

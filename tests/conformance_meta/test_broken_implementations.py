@@ -2,7 +2,7 @@
 pass a second correct implementation written independently of fp8ref.
 
 Each broken module in ``broken/`` is fp8ref with one seed bug put back. The suite runs against it in a
-child pytest (``--pyargs conformance``, as a user would run it), restricted with ``-k`` to the clause
+child pytest (``--pyargs fp8ref_conformance``, as a user would run it), restricted with ``-k`` to the clause
 group concerned to keep this fast; the JSON report then says which clauses failed.
 """
 
@@ -90,7 +90,7 @@ def run_suite(
     path = os.environ.get("PYTHONPATH", "")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(directory), path) if p))
     monkeypatch.delenv("FP8REF_IMPL", raising=False)
-    args = ["--pyargs", "conformance", "-m", "not gpu", "-k", select, "-p", "no:cacheprovider"]
+    args = ["--pyargs", "fp8ref_conformance", "-m", "not gpu", "-k", select, "-p", "no:cacheprovider"]
     if via_env:
         monkeypatch.setenv("FP8REF_IMPL", impl)
     else:

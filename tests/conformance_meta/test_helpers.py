@@ -17,8 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from conformance import _probe
-from conformance.helpers import (
+from fp8ref_conformance import _probe
+from fp8ref_conformance.helpers import (
     STANDIN_TE_VERSION,
     capture_logs,
     contract_accepts,

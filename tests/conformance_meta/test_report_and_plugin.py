@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.report import (
+from fp8ref_conformance.report import (
     CaseRecord,
     ClauseResult,
     all_passed,
@@ -92,7 +92,7 @@ def test_plugin_restores_accelerator_and_accelerate_namespaces() -> None:
     import accelerate
     import accelerate.accelerator as accelerator_module
 
-    from conformance import plugin
+    from fp8ref_conformance import plugin
 
     init = accelerate.Accelerator.__init__
     convert = accelerator_module.convert_model

@@ -1,4 +1,4 @@
-"""Tests of ``conformance.runner.run_check`` (what ``fp8ref check`` runs)."""
+"""Tests of ``fp8ref_conformance.runner.run_check`` (what ``fp8ref check`` runs)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.runner import pytest_command, run_check
+from fp8ref_conformance.runner import pytest_command, run_check
 
 BROKEN_DIR = Path(__file__).resolve().parent / "broken"
 
