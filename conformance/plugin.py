@@ -46,6 +46,7 @@ DEFAULT_IMPL = "fp8ref"
 IMPL_ENV_VAR = "FP8REF_IMPL"
 _PKG_DIR = Path(__file__).resolve().parent
 
+
 @dataclass
 class _SessionState:
     impl_name: str
@@ -169,17 +170,19 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 # --------------------------------------------------------------------------- collection
 
 
-def _is_suite_path(config: pytest.Config, nodeid: str) -> bool:
-    path = (config.rootpath / nodeid.split("::", 1)[0]).resolve()
+def _is_suite_path(config: pytest.Config, relpath: str) -> bool:
+    path = (config.rootpath / relpath).resolve()
     return _PKG_DIR in path.parents
 
 
-def _clause_of_report(config: pytest.Config, nodeid: str) -> str | None:
-    """The clause of a test of this suite, from its node id alone (works in an xdist controller)."""
+def _clause_of_report(config: pytest.Config, nodeid: str, location: tuple[str, Any, str]) -> str | None:
+    """The clause of a test of this suite, from its report alone: the node id names the test, and the
+    location (its file, relative to the rootdir) says whether it is one of this package's. This works in
+    an xdist controller, which collects nothing itself."""
     state = config.stash[_STATE]
     if nodeid not in state.clause_of_node:
         name = nodeid.rsplit("::", 1)[-1]
-        clause = clause_of(name) if _is_suite_path(config, nodeid) else None
+        clause = clause_of(name) if _is_suite_path(config, location[0]) else None
         state.clause_of_node[nodeid] = clause or ""
     return state.clause_of_node[nodeid] or None
 
@@ -199,15 +202,15 @@ def _unusable_implementation(config: pytest.Config) -> None:
 def pytest_collection(session: pytest.Session) -> None:
     # Under pytest-xdist the controller collects nothing itself: check the implementation here, once.
     config = session.config
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
-        if _wants_conformance(config):
-            _unusable_implementation(config)
+    controller = getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+    if controller and _wants_conformance(config):
+        _unusable_implementation(config)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[_STATE]
-    suite_items = [(item, _clause_of_report(config, item.nodeid)) for item in items]
+    suite_items = [(item, _clause_of_report(config, item.nodeid, item.location)) for item in items]
     suite_items = [(item, clause) for item, clause in suite_items if clause is not None]
     if not suite_items:
         return
@@ -239,7 +242,7 @@ class _Recorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         state = self.config.stash[_STATE]
-        clause = _clause_of_report(self.config, report.nodeid)
+        clause = _clause_of_report(self.config, report.nodeid, report.location)
         if clause is None:
             return
         record = state.records.setdefault(report.nodeid, CaseRecord(report.nodeid))
@@ -252,12 +255,10 @@ class _Recorder:
             outcome, message = "skipped", _skip_reason(report)
         else:
             message = _failure_message(report)
-            if missing_functions_in(message):
-                outcome = "missing"
-            else:
-                outcome = "failed" if report.when == "call" else "error"
+            failed = "failed" if report.when == "call" else "error"
+            outcome = "missing" if missing_functions_in(message) else failed
         record.update(outcome, message, report.duration)
-        if report.when == "call" or outcome not in ("passed",):
+        if report.when == "call" or outcome != "passed":
             for entry in state.known:
                 if entry.matches(clause, report.nodeid):
                     state.known_outcomes.setdefault(entry.text, []).append(outcome)
