@@ -200,10 +200,10 @@ def _unusable_implementation(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection(session: pytest.Session) -> None:
-    # Under pytest-xdist the controller collects nothing itself: check the implementation here, once.
+    # Before collecting (seconds of imports), and once: under pytest-xdist the controller collects nothing
+    # itself, and the workers need not say it again.
     config = session.config
-    controller = getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
-    if controller and _wants_conformance(config):
+    if not hasattr(config, "workerinput") and _wants_conformance(config):
         _unusable_implementation(config)
 
 

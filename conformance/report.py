@@ -23,8 +23,10 @@ _MISSING_RE = re.compile(r"^(?:Failed: )?missing: (?P<names>[\w, ]+)$")
 
 
 def missing_functions_in(message: str | None) -> list[str]:
-    """The contract functions named by a ``missing: a, b`` failure (else none)."""
-    match = _MISSING_RE.match((message or "").strip())
+    """The contract functions named by a ``missing: a, b`` failure (else none). Only the first line counts:
+    hypothesis appends the failing example below it."""
+    lines = (message or "").strip().splitlines()
+    match = _MISSING_RE.match(lines[0].strip()) if lines else None
     return [n.strip() for n in match["names"].split(",")] if match else []
 
 
