@@ -111,6 +111,31 @@ def standin_te_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # --------------------------------------------------------------------------- isolation
 
+
+#: Packages that log a WARNING once, when first imported (DeepSpeed: "Setting accelerator to CPU"). An
+#: implementation's verify may import them through accelerate; imported before any test, their one-time
+#: message is not taken for the warning of whichever test happened to import them first.
+_NOISY_ON_FIRST_IMPORT = ("deepspeed",)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _import_noisy_packages_first() -> None:
+    import importlib.util
+    import logging
+
+    for name in _NOISY_ON_FIRST_IMPORT:
+        if importlib.util.find_spec(name) is None:
+            continue
+        root = logging.getLogger()
+        level = root.level
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a broken optional package is the business of the clauses that need it
+            logging.getLogger(__name__).info("importing %s failed: %s", name, exc)
+        finally:
+            root.setLevel(level)
+
+
 #: Modules whose namespaces an implementation's patch may change (Accelerator, convert_model, ...).
 _PATCHABLE_MODULES = (
     "accelerate",
