@@ -149,9 +149,19 @@ def _implementation(config: pytest.Config) -> dict[str, Any]:
 
 
 def _wants_conformance(config: pytest.Config) -> bool:
+    """Whether this session runs the suite: one of its options was given, or an argument names this package
+    (``--pyargs fp8ref_conformance``) or a path inside it. Another project's session never qualifies, even
+    with "conformance" in its own paths."""
     if config.getoption("fp8_impl") or config.getoption("conformance_report") or config.getoption("fp8_xfails"):
         return True
-    return any("conformance" in str(arg) for arg in config.args)
+    for arg in config.args:
+        target = str(arg).split("::", 1)[0]
+        if target == __package__ or target.startswith(f"{__package__}."):
+            return True
+        path = (config.invocation_params.dir / target).resolve()
+        if path == _PKG_DIR or _PKG_DIR in path.parents:
+            return True
+    return False
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
