@@ -171,7 +171,8 @@ def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
     accepted = {name for name, m in model.named_modules() if contract_accepts(m, name)}
     with _spy_fp8_autocast(real_te) as calls:
         acc = fp8_accelerator(impl, args)
-        prepared = acc.prepare(model)
+        # accelerate converts to TE only with the model and its optimizer in one prepare call.
+        prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
         modules = dict(acc.unwrap_model(prepared).named_modules())
         not_te = sorted(n for n in accepted if not isinstance(modules[n], real_te.Linear))
         assert not not_te, f"accepted layers not converted to transformer_engine.pytorch.Linear: {not_te}"
@@ -205,7 +206,8 @@ def test_g3_te_odd_early_layer_does_not_stop_later_conversion(
         )
     ).to(torch.bfloat16)
     acc = fp8_accelerator(impl, make_args(fp8=True, backend="te"))
-    modules = dict(acc.unwrap_model(acc.prepare(model)).named_modules())
+    prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    modules = dict(acc.unwrap_model(prepared).named_modules())
     expected = ["block.fc1", "block.fc2", "later"]
     missing = sorted(n for n in expected if not isinstance(modules[n], real_te.Linear))
     assert not missing, f"eligible layers after an odd-sized one were left unconverted: {missing}"
@@ -233,8 +235,9 @@ def test_g4_tiny_llama_trains(impl: types.ModuleType, device: str, standin_te_di
 def _tiny_llama_step(impl: types.ModuleType, device: str, backend: str) -> None:
     args = make_args(fp8=True, backend=backend)
     acc = fp8_accelerator(impl, args)
-    model = acc.prepare(tiny_llama(dtype=torch.bfloat16))
-    optimizer = acc.prepare(torch.optim.AdamW(model.parameters(), lr=1e-3))
+    llama = tiny_llama(dtype=torch.bfloat16)
+    # One call: accelerate converts to TE only with the model and its optimizer together.
+    model, optimizer = acc.prepare(llama, torch.optim.AdamW(llama.parameters(), lr=1e-3))
     unwrapped = acc.unwrap_model(model)
     if backend == "torchao":
         assert float8_names(unwrapped), "no Float8Linear after prepare"
