@@ -25,7 +25,15 @@ import pytest
 import torch
 from torch import nn
 
-from .helpers import contract_accepts, importable, is_standin_te, make_args, standin_te
+from .helpers import (
+    contract_accepts,
+    env_snapshot,
+    fp8_env_prefixes,
+    importable,
+    is_standin_te,
+    make_args,
+    standin_te,
+)
 from .scenarios import (
     assert_numerics,
     float8_names,
@@ -153,6 +161,22 @@ def _spy_fp8_autocast(te: types.ModuleType) -> Iterator[list[dict[str, Any]]]:
         setattr(te, "fp8_autocast", original)  # noqa: B010
 
 
+@contextlib.contextmanager
+def _seed_user_accelerator(impl: types.ModuleType, args: Any) -> Iterator[Any]:
+    """What a user of the seed does: ``configure_fp8_environment(a)``, ``patch_accelerator_for_fp8()``,
+    then a plain ``Accelerator()``; so the implementation's own TE conversion (installed by the patch)
+    is what runs. The environment starts without accelerate/FP8 variables and is restored afterwards
+    (the plugin also restores the Accelerator class)."""
+    import accelerate
+    from accelerate.state import AcceleratorState
+
+    with env_snapshot(drop_prefixes=fp8_env_prefixes()):
+        impl.configure_fp8_environment(args)
+        impl.patch_accelerator_for_fp8()
+        AcceleratorState._reset_state(True)
+        yield accelerate.Accelerator()
+
+
 def _te_model() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
@@ -169,8 +193,9 @@ def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
     args = make_args(fp8=True, backend="te")
     model = _te_model()
     accepted = {name for name, m in model.named_modules() if contract_accepts(m, name)}
-    with _spy_fp8_autocast(real_te) as calls:
-        acc = fp8_accelerator(impl, args)
+    with contextlib.ExitStack() as stack:
+        calls = stack.enter_context(_spy_fp8_autocast(real_te))
+        acc = stack.enter_context(_seed_user_accelerator(impl, args))
         # accelerate converts to TE only with the model and its optimizer in one prepare call.
         prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
         modules = dict(acc.unwrap_model(prepared).named_modules())
@@ -205,8 +230,8 @@ def test_g3_te_odd_early_layer_does_not_stop_later_conversion(
             later=nn.Linear(64, 64),
         )
     ).to(torch.bfloat16)
-    acc = fp8_accelerator(impl, make_args(fp8=True, backend="te"))
-    prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    with _seed_user_accelerator(impl, make_args(fp8=True, backend="te")) as acc:
+        prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
     modules = dict(acc.unwrap_model(prepared).named_modules())
     expected = ["block.fc1", "block.fc2", "later"]
     missing = sorted(n for n in expected if not isinstance(modules[n], real_te.Linear))
