@@ -162,8 +162,10 @@ def test_g1_numerics(impl: types.ModuleType, torchao_device: str, recipe: str, w
     args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
     (handler,) = impl.create_fp8_kwargs(args)
     assert not handler.config.emulate, "G1 needs the real float8 kernels (emulate=False)"
-    lr = {"lr": LARGE_LR} if widths == LARGE else {}
-    result = run_numerics(impl, args, widths=widths, device=torchao_device, **lr)
+    if widths == LARGE:
+        result = run_numerics(impl, args, widths=widths, device=torchao_device, lr=LARGE_LR)
+    else:
+        result = run_numerics(impl, args, widths=widths, device=torchao_device)
     if widths == LARGE:
         assert result.ref_losses[-1] >= 0.05 * result.ref_losses[0], (
             f"precondition: the bf16 loss fell to {result.ref_losses[-1]:.4f} from {result.ref_losses[0]:.4f}; "
