@@ -212,11 +212,12 @@ def _seed_user_accelerator(impl: types.ModuleType, args: Any) -> Iterator[Any]:
         yield accelerate.Accelerator()
 
 
-def _te_model() -> nn.Module:
+def _te_model(device: str) -> nn.Module:
+    """On ``device`` before ``prepare``, as the Trainer places a model before it builds its Accelerator."""
     torch.manual_seed(0)
     return nn.Sequential(
         OrderedDict(fc1=nn.Linear(64, 128), act=nn.GELU(), fc2=nn.Linear(128, 64), lm_head=nn.Linear(64, 64))
-    ).to(torch.bfloat16)
+    ).to(device=device, dtype=torch.bfloat16)
 
 
 def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
@@ -226,7 +227,7 @@ def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
     the conversion and the recipe handed to ``fp8_autocast``, not FP8 itself."""
     real_te = te_module
     args = make_args(fp8=True, backend="te")
-    model = _te_model()
+    model = _te_model(device)
     accepted = {name for name, m in model.named_modules() if contract_accepts(m, name)}
     with contextlib.ExitStack() as stack:
         calls = stack.enter_context(_spy_fp8_autocast(real_te))
@@ -250,7 +251,7 @@ def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
 
 
 def test_g3_te_odd_early_layer_does_not_stop_later_conversion(
-    impl: types.ModuleType, te_module: types.ModuleType
+    impl: types.ModuleType, device: str, te_module: types.ModuleType
 ) -> None:
     """accelerate's TE conversion returns from the whole recursion at the first nn.Linear with a
     dimension not divisible by 16; an implementation must not let that happen. On CUDA the real TE (the
@@ -264,7 +265,7 @@ def test_g3_te_odd_early_layer_does_not_stop_later_conversion(
             block=nn.Sequential(OrderedDict(fc1=nn.Linear(64, 128), fc2=nn.Linear(128, 64))),
             later=nn.Linear(64, 64),
         )
-    ).to(torch.bfloat16)
+    ).to(device=device, dtype=torch.bfloat16)
     with _seed_user_accelerator(impl, make_args(fp8=True, backend="te")) as acc:
         prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
     modules = dict(acc.unwrap_model(prepared).named_modules())
