@@ -174,7 +174,8 @@ def _run_trainer(impl: types.ModuleType, output_dir: Path, hidden: int, intermed
             trainer.train()
     from torchao.float8.float8_linear import Float8Linear
 
-    model: nn.Module = trainer.model
+    model = trainer.model
+    assert model is not None
     fp8_layers = sum(isinstance(m, Float8Linear) for m in model.modules())
     return _TrainerRun(at_init, during_train, fp8_layers)
 
