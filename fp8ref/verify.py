@@ -132,12 +132,6 @@ def config_emulates(config: Any) -> bool:
     return bool(getattr(config, "emulate", False))
 
 
-def fp8_layer_in_effect(module: nn.Module, fp8_classes: tuple[type, ...] | None = None) -> bool:
-    """An FP8 layer (:func:`is_fp8_layer`) that runs real float8 GEMMs, not an emulation. What verify,
-    ``fp8ref plan`` and ``fp8ref doctor`` count as FP8 in effect."""
-    return is_fp8_layer(module, fp8_classes) and not emulates_float8(module)
-
-
 def _prepared_models(accelerator: Any) -> list[nn.Module]:
     """The prepared models, without their DDP, DeepSpeed or torch.compile wrappers."""
     models = [m for m in getattr(accelerator, "_models", None) or [] if isinstance(m, nn.Module)]
