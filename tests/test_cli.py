@@ -108,9 +108,32 @@ def test_plan_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "model_type" in capsys.readouterr().err
 
 
-def test_python_dash_m_entry_point() -> None:
+#: What torchao, torch and transformers print at import on a machine without their CUDA extensions.
+IMPORT_NOISE = ("Failed to load", "Detected no triton", "_pytree", "torchao")
+
+
+def test_python_dash_m_entry_point_prints_pure_json_and_no_import_noise() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "fp8ref", "plan", "--json"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["recipe"] == "rowwise"
+    noise = [line for line in result.stderr.splitlines() if any(word in line for word in IMPORT_NOISE)]
+    assert noise == [], "third-party import notices reached the terminal"
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_import_noise_is_quieted_unless_verbose(
+    verbose: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from fp8ref.cli import IMPORT_NOISE_LOGGERS
+
+    for name in IMPORT_NOISE_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    assert main(["-v", "plan", "--json"] if verbose else ["plan", "--json"]) == 0
+    json.loads(capsys.readouterr().out)
+    levels = {name: logging.getLogger(name).level for name in IMPORT_NOISE_LOGGERS}
+    expected = logging.NOTSET if verbose else logging.ERROR
+    assert levels == dict.fromkeys(IMPORT_NOISE_LOGGERS, expected)
