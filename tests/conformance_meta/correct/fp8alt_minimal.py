@@ -149,12 +149,40 @@ def verify_fp8_status(accelerator: Any, training_args: Any) -> None:
         logger.warning("FP8 was requested but is not in effect: %s", problem)
 
 
+def _filtered_te_conversion(accelerate_convert: Any) -> Any:
+    """accelerate's ``convert_model`` stops at the first odd-sized ``nn.Linear``; this one collects every
+    layer the filter accepts first, then swaps each in its parent."""
+
+    def convert_model(model: nn.Module, to_transformer_engine: bool = True, *args: Any, **kwargs: Any) -> None:
+        if not to_transformer_engine or (args and not args[0]) or not kwargs.get("_convert_linear", True):
+            accelerate_convert(model, to_transformer_engine, *args, **kwargs)
+            return
+        import transformer_engine.pytorch as te
+
+        for name, layer in [(n, m) for n, m in model.named_modules() if module_filter_func(m, n)]:
+            parent_name, _, attr = name.rpartition(".")
+            replacement = te.Linear(
+                layer.in_features, layer.out_features, bias=layer.bias is not None, params_dtype=layer.weight.dtype
+            )
+            replacement.weight.copy_(layer.weight)
+            if layer.bias is not None:
+                replacement.bias.copy_(layer.bias)
+            setattr(model.get_submodule(parent_name), attr, replacement)
+
+    convert_model.alt_wrapped = accelerate_convert  # type: ignore[attr-defined]
+    return convert_model
+
+
 def patch_accelerator_for_fp8() -> None:
+    import accelerate.accelerator
     from accelerate import Accelerator
 
+    backend = {"AO": "torchao", "TE": "te"}.get(os.environ.get("ACCELERATE_FP8_BACKEND", "").upper(), "auto")
+    current = accelerate.accelerator.convert_model
+    if backend == "te" and not hasattr(current, "alt_wrapped"):
+        accelerate.accelerator.convert_model = _filtered_te_conversion(current)
     if getattr(Accelerator.__init__, "alt_fp8_patch", False):
         return
-    backend = {"AO": "torchao", "TE": "te"}.get(os.environ.get("ACCELERATE_FP8_BACKEND", "").upper(), "auto")
     all_gather = os.environ.get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER", "false").lower() == "true"
     args = types.SimpleNamespace(fp8=True, fp8_backend=backend, fp8_enable_fsdp_float8_all_gather=all_gather)
     create_fp8_kwargs(args)  # an unusable backend fails here
