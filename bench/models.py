@@ -55,11 +55,9 @@ SMALL_SHAPES: tuple[LinearShape, ...] = (
 )
 
 #: CPU smoke shapes: small enough for the CPU's real float8 kernel (torch._scaled_mm) to stay fast.
-CPU_SHAPES: tuple[LinearShape, ...] = (
-    LinearShape("cpu-smoke", 64, 64, 64),
-    LinearShape("cpu-smoke", 128, 256, 256),
-    LinearShape("cpu-smoke", 256, 512, 512),
-)
+#: CPU float8 timing carries no information (and the CPU ``_scaled_mm`` is up to ~400x slower on some
+#: machines), so the CPU smoke runs the smallest shape only: it proves the harness, the JSON and the report.
+CPU_SHAPES: tuple[LinearShape, ...] = (LinearShape("cpu-smoke", 64, 64, 64),)
 
 
 class LinearModel(nn.Module):
@@ -111,7 +109,7 @@ class BlockConfig:
         return linear + attention
 
 
-CPU_BLOCK = BlockConfig("cpu-smoke-block", hidden=128, intermediate=256, n_heads=4, n_kv_heads=2, batch=2, seq=64)
+CPU_BLOCK = BlockConfig("cpu-smoke-block", hidden=64, intermediate=128, n_heads=4, n_kv_heads=2, batch=1, seq=64)
 GPU_BLOCKS = (
     BlockConfig("llama3-8b-block", hidden=4096, intermediate=14336, n_heads=32, n_kv_heads=8, batch=1, seq=4096),
     BlockConfig("llama3-8b-block", hidden=4096, intermediate=14336, n_heads=32, n_kv_heads=8, batch=2, seq=4096),

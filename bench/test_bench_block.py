@@ -83,7 +83,7 @@ def run_block(
 
 @pytest.mark.parametrize("variant", CPU_VARIANTS, ids=lambda v: v.name)
 def test_block_cpu(benchmark: Any, variant: Variant) -> None:
-    """CPU smoke: a block of hidden 128 on 2 x 64 tokens, real float8 kernels. Proves the harness only."""
+    """CPU smoke: a block of hidden 64 on 64 tokens, real float8 kernels. Proves the harness only."""
     benchmark.group = f"block {CPU_BLOCK.label}"
     run_block(benchmark, CPU_BLOCK, variant, torch.device("cpu"), compiled=False, timing=CPU_TIMING)
 

@@ -14,7 +14,6 @@ import math
 import os
 import re
 import sys
-import textwrap
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -230,39 +229,135 @@ STANDIN_TE_VERSION = "0.0.0+conformance.standin"
 STANDIN_MARKER = "__fp8_conformance_standin__"
 
 
+_STANDIN_TE_PYTORCH = '''\
+"""{doc}"""
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+{marker} = True
+
+#: The arguments of every ``fp8_autocast`` entered, in order (the suite's CPU twins read it).
+AUTOCAST_CALLS = []
+
+
+def _params_dtype(params_dtype):
+    return params_dtype if params_dtype is not None else torch.get_default_dtype()
+
+
+class Linear(nn.Module):
+    """High-precision stand-in of ``te.Linear`` (``F.linear``): no FP8, not an ``nn.Linear``."""
+
+    def __init__(self, in_features, out_features, bias=True, params_dtype=None, device="cpu", **kwargs):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        dtype = _params_dtype(params_dtype)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype, device=device))
+        self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def forward(self, inp):
+        return F.linear(inp, self.weight, self.bias)
+
+
+class LayerNorm(nn.Module):
+    """High-precision stand-in of ``te.LayerNorm``."""
+
+    def __init__(self, hidden_size, eps=1e-5, params_dtype=None, device="cpu", **kwargs):
+        super().__init__()
+        self.normalized_shape = (hidden_size,)
+        self.eps = eps
+        dtype = _params_dtype(params_dtype)
+        self.weight = nn.Parameter(torch.ones(hidden_size, dtype=dtype, device=device))
+        self.bias = nn.Parameter(torch.zeros(hidden_size, dtype=dtype, device=device))
+
+    def forward(self, inp):
+        return F.layer_norm(inp, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+class TransformerLayer(nn.Module):
+    """Present only because accelerate looks it up; the suite never builds one."""
+
+
+@contextlib.contextmanager
+def fp8_autocast(enabled=True, calibrating=False, fp8_recipe=None, fp8_group=None, **kwargs):
+    """Records its arguments and runs the block unchanged (no FP8)."""
+    AUTOCAST_CALLS.append(dict(enabled=enabled, calibrating=calibrating, fp8_recipe=fp8_recipe, **kwargs))
+    yield
+
+
+def __getattr__(name):
+    raise AttributeError(
+        f"transformer_engine.pytorch.{{name}} is not provided by the conformance stand-in "
+        "(it has high-precision Linear and LayerNorm layers and a recording fp8_autocast, no kernels)"
+    )
+'''
+
+_STANDIN_TE_RECIPE = '''\
+"""{doc}"""
+
+import dataclasses
+import enum
+
+
+class Format(enum.Enum):
+    E4M3 = "E4M3"
+    E5M2 = "E5M2"
+    HYBRID = "HYBRID"
+
+
+@dataclasses.dataclass
+class DelayedScaling:
+    """The fields of TE's recipe, with TE's defaults; unknown arguments raise ``TypeError`` as TE does."""
+
+    margin: int = 0
+    fp8_format: Format = Format.HYBRID
+    amax_history_len: int = 1024
+    amax_compute_algo: str = "max"
+    scaling_factor_compute_algo: object = None
+    override_linear_precision: tuple = (False, False, False)
+    reduce_amax: bool = True
+    fp8_dpa: bool = False
+    fp8_mha: bool = False
+    interval: int = 1
+
+
+@dataclasses.dataclass
+class MXFP8BlockScaling:
+    margin: int = 0
+    fp8_format: Format = Format.E4M3
+'''
+
+
 def write_standin_te(directory: Path) -> Path:
     """Write a stand-in ``transformer_engine`` package with installed metadata into ``directory``.
 
     It is importable as ``transformer_engine`` and ``transformer_engine.pytorch`` and has a
     ``transformer-engine`` dist-info, which is what accelerate's ``is_transformer_engine_available``
     (``importlib.util.find_spec`` plus ``importlib.metadata``) and ``TERecipeKwargs.__post_init__``
-    check. It provides no layers and no kernels: it exists only so that recipe construction
-    (clauses C7, C8f and C13 for Transformer Engine) can be checked without a GPU. It must never
-    serve a G clause; :func:`is_standin_te` tells it apart.
+    check. It has no FP8 kernels: ``te.Linear`` and ``te.LayerNorm`` are high-precision layers (not
+    ``nn.Linear`` subclasses, like TE's), ``fp8_autocast`` records its arguments in
+    ``transformer_engine.pytorch.AUTOCAST_CALLS`` and changes nothing, and
+    ``transformer_engine.common.recipe`` has ``Format``, ``DelayedScaling`` and ``MXFP8BlockScaling``.
+    That is enough to check recipe construction (C7, C8f, C13) and an implementation's conversion and
+    recipe logic through ``accelerator.prepare`` (the CPU twins of G2-G4) without a GPU. It never
+    serves a G clause verdict on CUDA; :func:`is_standin_te` tells it apart.
     """
     directory.mkdir(parents=True, exist_ok=True)
     pkg = directory / "transformer_engine"
     (pkg / "pytorch").mkdir(parents=True, exist_ok=True)
+    (pkg / "common").mkdir(parents=True, exist_ok=True)
     doc = "Stand-in transformer_engine written by the fp8ref conformance suite; it has no kernels."
     (pkg / "__init__.py").write_text(f'"""{doc}"""\n{STANDIN_MARKER} = True\n__version__ = "{STANDIN_TE_VERSION}"\n')
-    (pkg / "pytorch" / "__init__.py").write_text(
-        textwrap.dedent(
-            f'''\
-            """{doc}"""
-            {STANDIN_MARKER} = True
-
-
-            def __getattr__(name):
-                raise AttributeError(
-                    f"transformer_engine.pytorch.{{name}} is not provided by the conformance stand-in "
-                    "(it only lets accelerate build Transformer Engine recipes)"
-                )
-            '''
-        )
-    )
+    (pkg / "pytorch" / "__init__.py").write_text(_STANDIN_TE_PYTORCH.format(doc=doc, marker=STANDIN_MARKER))
     (pkg / "pytorch" / "fp8.py").write_text(
         f'"""{doc}"""\n\n\ndef check_mxfp8_support():\n    return False, "conformance stand-in: no MXFP8"\n'
     )
+    (pkg / "common" / "__init__.py").write_text(f'"""{doc}"""\n{STANDIN_MARKER} = True\n')
+    (pkg / "common" / "recipe.py").write_text(_STANDIN_TE_RECIPE.format(doc=doc))
     dist_info = directory / f"transformer_engine-{STANDIN_TE_VERSION}.dist-info"
     dist_info.mkdir(exist_ok=True)
     (dist_info / "METADATA").write_text(

@@ -24,6 +24,7 @@ import importlib.metadata
 import os
 import sys
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,14 +186,19 @@ def _is_suite_path(config: pytest.Config, relpath: str) -> bool:
     return _PKG_DIR in path.parents
 
 
-def _clause_of_report(config: pytest.Config, nodeid: str, location: tuple[str, Any, str]) -> str | None:
-    """The clause of a test of this suite, from its report alone: the node id names the test, and the
-    location (its file, relative to the rootdir) says whether it is one of this package's. This works in
-    an xdist controller, which collects nothing itself."""
+def _clause_of_report(
+    config: pytest.Config, nodeid: str, location: tuple[str, Any, str], keywords: Mapping[str, Any]
+) -> str | None:
+    """The clause of a test of this suite, from its report alone: the node id names the test, the location
+    (its file, relative to the rootdir) says whether it is one of this package's, and the keywords carry its
+    markers. This works in an xdist controller, which collects nothing itself."""
     state = config.stash[_STATE]
     if nodeid not in state.clause_of_node:
         name = nodeid.rsplit("::", 1)[-1]
         clause = clause_of(name) if _is_suite_path(config, location[0]) else None
+        if clause is not None and clause.startswith("G") and "gpu" not in keywords:
+            # A G test's CPU twin (stand-in TE, CPU torchao) never gives the G clause's verdict.
+            clause += "/cpu"
         state.clause_of_node[nodeid] = clause or ""
     return state.clause_of_node[nodeid] or None
 
@@ -220,7 +226,7 @@ def pytest_collection(session: pytest.Session) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[_STATE]
-    suite_items = [(item, _clause_of_report(config, item.nodeid, item.location)) for item in items]
+    suite_items = [(item, _clause_of_report(config, item.nodeid, item.location, item.keywords)) for item in items]
     suite_items = [(item, clause) for item, clause in suite_items if clause is not None]
     if not suite_items:
         return
@@ -252,7 +258,7 @@ class _Recorder:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         state = self.config.stash[_STATE]
-        clause = _clause_of_report(self.config, report.nodeid, report.location)
+        clause = _clause_of_report(self.config, report.nodeid, report.location, report.keywords)
         if clause is None:
             return
         record = state.records.setdefault(report.nodeid, CaseRecord(report.nodeid))

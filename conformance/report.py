@@ -126,7 +126,7 @@ class ClauseResult:
         return {
             "outcome": self.outcome,
             "spec": anchor(self.clause),
-            "spec_file": f"{SPEC_PATH}#{self.clause.lower()}",
+            "spec_file": f"{SPEC_PATH}#{anchor(self.clause).split('#', 1)[1]}",
             "counts": self.counts,
             "first_failure": self.first_failure,
             "missing": self.missing,

@@ -276,7 +276,8 @@ def markdown_table(reports: Mapping[str, Mapping[str, Any]]) -> str:
     lines = ["| clause | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---|" * len(names)]
     for clause in _clauses(reports):
         cells = [_outcome(reports[n], clause) for n in names]
-        lines.append(f"| [{clause}]({SPEC_URL}#{clause.lower()}) | " + " | ".join(cells) + " |")
+        section = anchor(clause).split("#", 1)[1]
+        lines.append(f"| [{clause}]({SPEC_URL}#{section}) | " + " | ".join(cells) + " |")
     lines.append("| **verdict** | " + " | ".join(verdict_line(reports[n]) for n in names) + " |")
     return "\n".join(lines) + "\n"
 

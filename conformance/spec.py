@@ -14,7 +14,7 @@ _HEADING = re.compile(r"^###\s+(?P<id>[CG]\d+[a-z]?)\s*$", re.M)
 
 def anchor(clause: str) -> str:
     """The section of ``clause`` in the spec: ``SPEC.md#c9d`` (GitHub's anchor of the heading ``### C9d``)."""
-    return f"{SPEC_NAME}#{clause.lower()}"
+    return f"{SPEC_NAME}#{clause.split('/', 1)[0].lower()}"  # G1/cpu, a CPU twin, points to G1
 
 
 @functools.cache

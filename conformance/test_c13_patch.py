@@ -252,3 +252,46 @@ def test_c13e_te_where_te_is_not_installed_raises_import_error(impl: types.Modul
         assert mentions_package(str(info.value), "transformer-engine"), (
             f"the ImportError does not name transformer-engine: {info.value}"
         )
+
+
+# --------------------------------------------------------------------------- a, TE conversion
+
+
+@pytest.mark.parametrize("with_ddp", [False, True], ids=["alone", "with-ddp"])
+def test_c13a_te_prepare_converts_eligible_layers_after_an_odd_early_layer(
+    impl: types.ModuleType, standin_te_dir: Path, with_ddp: bool
+) -> None:
+    """What only the patch gives with Transformer Engine (G3's property, on the CPU).
+
+    accelerate's default handler already matches the TE recipe that configure's ``ACCELERATE_FP8_*``
+    variables describe, so the handler checks above pass for ``te`` with no patch at all. What the
+    patch adds is the implementation's conversion: accelerate's own stops the whole recursion at the
+    first ``nn.Linear`` with a dimension not divisible by 16. Uses the stand-in transformer_engine
+    (high-precision ``te.Linear``; conversion logic only, never a G clause verdict).
+    """
+    from collections import OrderedDict
+
+    from .helpers import contract_accepts
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        OrderedDict(
+            early=nn.Linear(64, 40),
+            back=nn.Linear(40, 64),
+            block=nn.Sequential(OrderedDict(fc1=nn.Linear(64, 128), fc2=nn.Linear(128, 64))),
+            later=nn.Linear(64, 64),
+        )
+    )
+    expected = sorted(name for name, m in model.named_modules() if contract_accepts(m, name))
+    assert expected == ["block.fc1", "block.fc2", "later"], expected
+    with _patched(impl, make_args(fp8=True, backend="te"), standin_te_dir):
+        import transformer_engine.pytorch as te
+
+        acc = _new_accelerator(kwargs_handlers=[_ddp()]) if with_ddp else _new_accelerator()
+        prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+        modules = dict(acc.unwrap_model(prepared).named_modules())
+        missing = [name for name in expected if not isinstance(modules[name], te.Linear)]
+    assert not missing, (
+        f"after configure and patch, prepare left eligible layers unconverted: {missing} "
+        "(accelerate's own TE conversion stops at the first odd-sized layer; the patch must replace it)"
+    )

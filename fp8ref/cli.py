@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fp8ref", description="Is FP8 training really on, configured right, and does it pay?"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO, and show third-party import notices")
     commands = parser.add_subparsers(dest="command", required=True)
 
     doctor = commands.add_parser("doctor", help="versions, GPU, and whether each FP8 backend works here")
@@ -103,11 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Loggers that print notices at import time which read like errors in a terminal: torchao's
+#: "Failed to load ..._C_mxfp8...so" and "Detected no triton" (CUDA-only extensions, harmless on a CPU),
+#: torch's ``_pytree`` deprecation notices. Quieted in the command line only:
+#: the library and users' training scripts keep them, and ``-v`` shows them here too.
+IMPORT_NOISE_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
+def quiet_import_noise() -> None:
+    """Raise the import-noise loggers to ERROR before anything imports torchao or transformers."""
+    for name in IMPORT_NOISE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:
+        quiet_import_noise()
     try:
         return int(args.run(args))
     except FP8Error as exc:

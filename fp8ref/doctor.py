@@ -82,6 +82,9 @@ def _torchao_verdict(capability: tuple[int, int] | None) -> BackendVerdict:
         return BackendVerdict(
             "torchao", "torchao", probe.version, False, probe.reason or "", INSTALL_HINT[Backend.TORCHAO]
         )
+    emulation = _torchao_emulation()
+    if emulation is not None:
+        return BackendVerdict("torchao", "torchao", probe.version, False, emulation, "build it with emulate=False")
     if capability is None:
         detail = (
             "importable; no CUDA device, so float8 runs on the CPU with reference kernels: correct but far "
@@ -99,6 +102,23 @@ def _torchao_verdict(capability: tuple[int, int] | None) -> BackendVerdict:
     else:
         detail = f"importable; GPU compute capability {capability[0]}.{capability[1]} has float8 tensor cores"
     return BackendVerdict("torchao", "torchao", probe.version, True, detail, None)
+
+
+def _torchao_emulation() -> str | None:
+    """Why fp8ref's torchao config would not put FP8 in effect, judged as verify judges layers: a config
+    that emulates float8 runs high-precision matmuls (None when no recipe emulates)."""
+    from fp8ref.config import FP8Settings
+    from fp8ref.recipes import build_torchao_config
+    from fp8ref.verify import config_emulates
+
+    for all_gather in (False, True):
+        settings = FP8Settings(enabled=True, backend=Backend.TORCHAO, enable_fsdp_float8_all_gather=all_gather)
+        if config_emulates(build_torchao_config(settings)):
+            return (
+                f"the torchao config fp8ref builds ({settings.effective_recipe.value}) emulates float8: its "
+                "layers would run high-precision matmuls, which verify_fp8_status reports as FP8 not in effect"
+            )
+    return None
 
 
 def _te_verdict(capability: tuple[int, int] | None) -> BackendVerdict:

@@ -21,6 +21,7 @@ from fp8ref.config import TorchaoRecipe
 from fp8ref.errors import FP8ConfigError
 from fp8ref.module_filter import SizeThreshold, explain
 from fp8ref.roofline import GPUSpec, predict
+from fp8ref.verify import emulates_float8, is_fp8_layer
 
 logger = logging.getLogger(__name__)
 
@@ -170,25 +171,41 @@ def plan_model(
     tokens: int = 8192,
     gpu: str | GPUSpec = "h100-sxm",
 ) -> ConversionPlan:
-    """Plan the conversion of every ``nn.Linear`` of ``model`` with fp8ref's module filter."""
+    """Plan the conversion of every ``nn.Linear`` of ``model`` with fp8ref's module filter.
+
+    A model that is already converted is judged as :func:`~fp8ref.verify.verify_fp8_status` judges it: a
+    torchao ``Float8Linear`` counts as FP8 (``convert``) only when it does not emulate float8; an emulating one
+    runs its matmul in high precision, so it is planned at the bf16 time.
+    """
     chosen = TorchaoRecipe(recipe)
     threshold = SizeThreshold(chosen) if size_aware else None
     layers = []
     for fqn, module in model.named_modules():
         if not isinstance(module, nn.Linear):
             continue
-        decision = explain(module, fqn, size_threshold=threshold)
         estimate = predict(tokens, module.in_features, module.out_features, chosen.value, gpu)
-        reason = decision.detail if decision.convert or decision.reason is None else decision.reason.value
+        fp8_time = estimate.fp8_time_s
+        if is_fp8_layer(module):
+            convert = not emulates_float8(module)
+            reason = (
+                "already an FP8 layer"
+                if convert
+                else "FP8 layer that emulates float8 (emulate=True): high-precision matmul, no speedup"
+            )
+            fp8_time = fp8_time if convert else estimate.bf16_time_s
+        else:
+            decision = explain(module, fqn, size_threshold=threshold)
+            convert = decision.convert
+            reason = decision.detail if decision.convert or decision.reason is None else decision.reason.value
         layers.append(
             LayerPlan(
                 fqn=fqn,
                 in_features=module.in_features,
                 out_features=module.out_features,
-                convert=decision.convert,
+                convert=convert,
                 reason=reason,
                 bf16_time_s=estimate.bf16_time_s,
-                fp8_time_s=estimate.fp8_time_s,
+                fp8_time_s=fp8_time,
             )
         )
     gpu_name = gpu.name if isinstance(gpu, GPUSpec) else gpu

@@ -46,7 +46,11 @@ def build_torchao_config(settings: FP8Settings) -> Float8LinearConfig:
             "tensorwise scaling"
         )
     config = Float8LinearConfig.from_recipe_name(recipe.value)
-    return dataclasses.replace(config, enable_fsdp_float8_all_gather=settings.enable_fsdp_float8_all_gather)
+    # emulate=False always: an emulated config computes float8 numerics with high-precision matmuls, so FP8
+    # would look on and never pay (contract clause C5e).
+    return dataclasses.replace(
+        config, enable_fsdp_float8_all_gather=settings.enable_fsdp_float8_all_gather, emulate=False
+    )
 
 
 def build_module_filter(settings: FP8Settings) -> ModuleFilter:

@@ -203,8 +203,35 @@ def test_bad_input_gives_a_clear_error(
     assert not (tmp_path / "r" / "report.md").exists()
 
 
-def test_runs_as_a_module(tmp_path: Path) -> None:
-    path = _write(tmp_path, [_bench("bf16", 1e-3), _bench("torchao-tensorwise", 8e-4, recipe="tensorwise")])
+def test_cpu_smoke_json_feeds_the_report_module(tmp_path: Path) -> None:
+    """The bench README's two commands end to end, as a user runs them: the CPU smoke set of every benchmark
+    writes pytest-benchmark JSON through the harness, and ``python -m bench.report`` turns that real file
+    into a report with a row per variant. (This is where ``pytest -m "not gpu"`` runs the bench: ``bench/``
+    is not among the default test paths, so the smoke runs once, in its own session.)"""
+    path = tmp_path / "smoke.json"
+    smoke = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "bench",
+            "-m",
+            "not gpu",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--benchmark-json={path}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert smoke.returncode == 0, smoke.stdout[-3000:] + smoke.stderr[-3000:]
+    runs = {(b["extra_info"]["bench"], b["extra_info"]["variant"]) for b in json.loads(path.read_text())["benchmarks"]}
+    variants = {"bf16", "torchao-tensorwise", "torchao-rowwise", "torchao-rowwise_with_gw_hp"}
+    assert runs == {(bench, v) for bench in ("linear", "block", "llama_step") for v in variants}
     out = tmp_path / "r"
     done = subprocess.run(
         [sys.executable, "-m", "bench.report", str(path), "--out", str(out)],
@@ -214,7 +241,9 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert (out / "report.md").exists()
+    text = (out / "report.md").read_text()
+    assert "These results come from a CPU" in text
+    assert all(f"| {variant} |" in text for variant in variants)
     bad = subprocess.run(
         [sys.executable, "-m", "bench.report", str(tmp_path / "absent.json"), "--out", str(out)],
         cwd=REPO,

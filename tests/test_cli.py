@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -16,14 +18,47 @@ ROOT = Path(__file__).resolve().parent.parent
 LLAMA3_70B = ROOT / "examples" / "configs" / "llama3-70b.json"
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except Exception:  # a broken install (OSError, RuntimeError, ...) is not usable either
+        return False
+    return True
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def test_doctor_json_describes_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    """Compared with what this test finds itself (imports, installed metadata, torch.cuda), so it holds
+    on a machine with Transformer Engine and a GPU as well as on the CPU CI machine."""
+    import torch
+
     code = main(["doctor", "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert {b["backend"] for b in report["backends"]} == {"torchao", "te"}
-    assert report["versions"]["torch"]
-    torchao = next(b for b in report["backends"] if b["backend"] == "torchao")
-    assert code == (0 if report["any_backend_usable"] else 1)
-    assert torchao["usable"] is (report["versions"]["torchao"] is not None)
+    cuda = torch.cuda.is_available()
+    capability = tuple(torch.cuda.get_device_capability(0)) if cuda else None
+    assert report["cuda_device"] == (torch.cuda.get_device_name(0) if cuda else None)
+    assert (tuple(report["compute_capability"]) if report["compute_capability"] else None) == capability
+    fp8_gpu = capability is not None and capability >= (8, 9)
+    backends = {b["backend"]: b for b in report["backends"]}
+    assert set(backends) == {"torchao", "te"}
+    for name, dist in [("torch", "torch"), ("torchao", "torchao"), ("transformer-engine", "transformer-engine")]:
+        assert report["versions"][name] == _version(dist), name
+    torchao_ok = _importable("torchao.float8") and (capability is None or fp8_gpu)
+    te_ok = _importable("transformer_engine.pytorch") and fp8_gpu
+    assert backends["torchao"]["usable"] is torchao_ok, backends["torchao"]
+    assert backends["te"]["usable"] is te_ok, backends["te"]
+    assert backends["torchao"]["installed_version"] == _version("torchao")
+    assert backends["te"]["installed_version"] == _version("transformer-engine")
+    for verdict in backends.values():
+        assert (verdict["fix"] is None) is verdict["usable"], verdict
+    assert report["any_backend_usable"] is (torchao_ok or te_ok)
+    assert code == (0 if torchao_ok or te_ok else 1)
 
 
 def test_plan_of_the_embedded_config(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,9 +108,32 @@ def test_plan_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "model_type" in capsys.readouterr().err
 
 
-def test_python_dash_m_entry_point() -> None:
+#: What torchao, torch and transformers print at import on a machine without their CUDA extensions.
+IMPORT_NOISE = ("Failed to load", "Detected no triton", "_pytree", "torchao")
+
+
+def test_python_dash_m_entry_point_prints_pure_json_and_no_import_noise() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "fp8ref", "plan", "--json"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["recipe"] == "rowwise"
+    noise = [line for line in result.stderr.splitlines() if any(word in line for word in IMPORT_NOISE)]
+    assert noise == [], "third-party import notices reached the terminal"
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_import_noise_is_quieted_unless_verbose(
+    verbose: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from fp8ref.cli import IMPORT_NOISE_LOGGERS
+
+    for name in IMPORT_NOISE_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    assert main(["-v", "plan", "--json"] if verbose else ["plan", "--json"]) == 0
+    json.loads(capsys.readouterr().out)
+    levels = {name: logging.getLogger(name).level for name in IMPORT_NOISE_LOGGERS}
+    expected = logging.NOTSET if verbose else logging.ERROR
+    assert levels == dict.fromkeys(IMPORT_NOISE_LOGGERS, expected)

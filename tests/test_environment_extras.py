@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import types
 
 import pytest
 
@@ -29,15 +31,23 @@ def test_sets_the_seed_compatibility_variables_too() -> None:
     assert os.environ["FP8_RECIPE"] == "tensorwise"
 
 
-def test_te_sets_accelerates_recipe_defaults_to_fp8refs_recipe(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("te_installed", [False, True], ids=["te-absent", "te-present"])
+def test_te_sets_accelerates_recipe_defaults_to_fp8refs_recipe(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, te_installed: bool
+) -> None:
+    """Whatever this machine has: TE is made importable (an empty module) or not (``sys.modules``
+    entry ``None``) for the test."""
+    for name in ("transformer_engine", "transformer_engine.pytorch"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name) if te_installed else None)
     with caplog.at_level(logging.WARNING):
         configure_fp8_environment(make_args(fp8_backend="te"))
     assert os.environ["ACCELERATE_FP8_BACKEND"] == "TE"
     assert os.environ["ACCELERATE_FP8_FORMAT"] == "HYBRID"
     assert os.environ["ACCELERATE_FP8_AMAX_HISTORY_LEN"] == "16"
     assert os.environ["ACCELERATE_FP8_AMAX_COMPUTE_ALGO"] == "max"
-    # TE is not installed here: the user is told at once, not at Accelerator() time.
-    assert any("transformer-engine" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # Without TE the user is told at once, not at Accelerator() time; with TE nothing is said.
+    assert any("transformer-engine" in m for m in warned) is not te_installed, warned
 
 
 def test_disabled_request_changes_nothing_and_returns_empty() -> None:

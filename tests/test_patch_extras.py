@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 from accelerate import Accelerator
 from accelerate.utils import AORecipeKwargs, DistributedDataParallelKwargs
+from torch import nn
 
 from fp8ref import (
     FP8ConfigError,
     ModuleFilter,
+    SizeThreshold,
+    TorchaoRecipe,
     configure_fp8_environment,
     is_accelerator_patched,
     patch_accelerator_for_fp8,
@@ -17,16 +20,34 @@ from fp8ref import (
 
 from .conftest import make_args
 
+#: A layer whose verdict differs between the two thresholds: 8192 -> 2048 is too small for rowwise
+#: (``N <= 2048``) and large enough for tensorwise (``K > 4096``).
+_SPLITS_RECIPES = (8192, 2048)
 
-def test_without_arguments_it_reads_the_configured_environment() -> None:
-    configure_fp8_environment(make_args(fp8_enable_fsdp_float8_all_gather=True, fp8_auto_filter=True))
+
+@pytest.mark.parametrize(
+    ("overrides", "recipe"),
+    [
+        ({"fp8_enable_fsdp_float8_all_gather": True}, TorchaoRecipe.TENSORWISE),
+        ({}, TorchaoRecipe.ROWWISE),
+        ({"fp8_recipe": "tensorwise"}, TorchaoRecipe.TENSORWISE),
+    ],
+    ids=["all-gather-tensorwise", "default-rowwise", "named-tensorwise"],
+)
+def test_without_arguments_it_reads_the_configured_environment(
+    overrides: dict[str, object], recipe: TorchaoRecipe
+) -> None:
+    """The size threshold is the one of the recipe the environment implies, not any threshold."""
+    configure_fp8_environment(make_args(fp8_auto_filter=True, **overrides))
     patch_accelerator_for_fp8()
     accelerator = Accelerator()
     handler = accelerator.ao_recipe_handler
     assert isinstance(handler, AORecipeKwargs)
-    assert handler.config.enable_fsdp_float8_all_gather is True
-    assert handler.module_filter_func == ModuleFilter(handler.module_filter_func.size_threshold)
-    assert handler.module_filter_func.size_threshold is not None
+    assert handler.config.enable_fsdp_float8_all_gather is bool(overrides.get("fp8_enable_fsdp_float8_all_gather"))
+    assert handler.module_filter_func == ModuleFilter(size_threshold=SizeThreshold(recipe))
+    splitting = nn.Linear(*_SPLITS_RECIPES, device="meta")
+    assert handler.module_filter_func(splitting, "layers.0.mlp.down_proj") is (recipe is TorchaoRecipe.TENSORWISE)
+    assert handler.module_filter_func(nn.Linear(64, 64, device="meta"), "layers.0.mlp.up_proj") is False
 
 
 def test_without_arguments_or_environment_it_says_what_to_do() -> None:

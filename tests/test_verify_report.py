@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import types
@@ -68,12 +69,112 @@ def test_strict_raises_instead_of_warning() -> None:
         verify_fp8_status(accelerator, make_args(), strict=True)
 
 
-def test_unprepared_accelerator_is_reported() -> None:
+def _fp8_accelerator(args: object, handlers: list[object] | None = None) -> Accelerator:
+    return Accelerator(mixed_precision="fp8", kwargs_handlers=create_fp8_kwargs(args) if handlers is None else handlers)
+
+
+def _emulating_handlers(args: object) -> list[object]:
+    (handler,) = create_fp8_kwargs(args)
+    handler.config = dataclasses.replace(handler.config, emulate=True)
+    return [handler]
+
+
+def test_unprepared_accelerator_is_configured_not_yet_prepared(caplog: pytest.LogCaptureFixture) -> None:
     args = make_args()
-    accelerator = Accelerator(mixed_precision="fp8", kwargs_handlers=create_fp8_kwargs(args))
-    report = verify_fp8_status(accelerator, args)
-    assert not report.in_effect
-    assert any("accelerator.prepare" in problem for problem in report.problems)
+    accelerator = _fp8_accelerator(args)
+    with caplog.at_level(logging.INFO, logger="fp8ref"):
+        report = verify_fp8_status(accelerator, args)
+    assert report.pending and not report.in_effect and report.state == "configured, layers not yet prepared"
+    assert report.summary().startswith("FP8: CONFIGURED, LAYERS NOT YET PREPARED (backend AO, recipe rowwise)")
+    assert report.to_dict()["state"] == "configured, layers not yet prepared"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_follow_up_warns_after_prepare_of_a_model_without_fp8_layer(caplog: pytest.LogCaptureFixture) -> None:
+    args = make_args()
+    accelerator = _fp8_accelerator(args)
+    verify_fp8_status(accelerator, args)
+    verify_fp8_status(accelerator, args)  # a second call before prepare does not wrap again
+    wrapper = vars(accelerator)["prepare"]
+    accelerator.prepare(torch.utils.data.DataLoader(list(range(4))))  # no model yet: still waiting
+    assert vars(accelerator)["prepare"] is wrapper
+    with caplog.at_level(logging.WARNING):
+        accelerator.prepare(nn.Sequential(nn.Linear(32, 24)))
+    assert "prepare" not in vars(accelerator), "the class's prepare is back"
+    assert any("NOT in effect" in r.getMessage() and "no FP8 layer" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        accelerator.prepare(nn.Sequential(nn.Linear(32, 24)))  # the check ran once
+    assert not caplog.records
+
+
+def test_follow_up_is_quiet_when_fp8_layers_are_in_effect(caplog: pytest.LogCaptureFixture) -> None:
+    args = make_args()
+    accelerator = _fp8_accelerator(args)
+    verify_fp8_status(accelerator, args, strict=True)
+    with caplog.at_level(logging.WARNING):
+        accelerator.prepare(_model())
+    assert not caplog.records and "prepare" not in vars(accelerator)
+
+
+def test_strict_raises_at_the_follow_up() -> None:
+    args = make_args()
+    accelerator = _fp8_accelerator(args)
+    verify_fp8_status(accelerator, args, strict=True)  # quiet: FP8 may still come into effect
+    with pytest.raises(FP8NotActiveError, match="no FP8 layer"):
+        accelerator.prepare(nn.Sequential(nn.Linear(32, 24)))
+
+
+def test_strict_raises_at_once_when_fp8_is_disabled_before_prepare() -> None:
+    with pytest.raises(FP8NotActiveError, match="fp8_enabled is False"):
+        verify_fp8_status(Accelerator(), make_args(), strict=True)
+
+
+def test_an_own_prepare_attribute_is_put_back() -> None:
+    args = make_args()
+    accelerator = _fp8_accelerator(args)
+    calls: list[int] = []
+    class_prepare = accelerator.prepare
+
+    def own_prepare(*items: object) -> object:
+        calls.append(len(items))
+        return class_prepare(*items)
+
+    accelerator.prepare = own_prepare  # type: ignore[method-assign]
+    verify_fp8_status(accelerator, args)
+    accelerator.prepare(_model())
+    assert calls == [1] and vars(accelerator)["prepare"] is own_prepare
+
+
+def test_emulated_layers_are_not_in_effect_and_the_warning_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    args = make_args()
+    accelerator = _fp8_accelerator(args, _emulating_handlers(args))
+    accelerator.prepare(_model())
+    with caplog.at_level(logging.WARNING):
+        report = verify_fp8_status(accelerator, args)
+    assert not report.in_effect and report.state == "not in effect"
+    assert report.converted == ("fc1",) and report.emulated == ("fc1",)
+    assert "of which emulate float8 (no float8 matmul): 1" in report.summary()
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "emulate=True" in record.getMessage() and "no speedup will come" in record.getMessage()
+    with pytest.raises(FP8NotActiveError, match="no speedup will come"):
+        verify_fp8_status(accelerator, args, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "all_gather"),
+    [
+        (None, False),
+        ("rowwise", False),
+        ("tensorwise", False),
+        ("rowwise_with_gw_hp", False),
+        (None, True),
+        ("tensorwise", True),
+    ],
+)  # every valid combination (an explicit rowwise recipe with all-gather is an FP8ConfigError)
+def test_fp8ref_never_builds_an_emulating_config(recipe: str | None, all_gather: bool) -> None:
+    (handler,) = create_fp8_kwargs(make_args(fp8_recipe=recipe, fp8_enable_fsdp_float8_all_gather=all_gather))
+    assert handler.config.emulate is False
 
 
 def test_custom_filter_that_skips_eligible_layers_is_noted_but_not_a_warning(

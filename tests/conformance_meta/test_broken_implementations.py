@@ -57,13 +57,13 @@ CASES = [
     ),
     Broken(
         "fp8broken_verify_info_only",
-        "c2 or c12",
+        "c2 or c12 and not trainer",
         frozenset({"C12a"}),
         frozenset({"C2", "C12b"}),
     ),
     Broken(
         "fp8broken_patch_imports_te",
-        "c12 or c13d",
+        "c12 and not trainer or c13d",
         frozenset({"C13d"}),
         frozenset({"C12a", "C12b"}),
     ),
@@ -72,6 +72,25 @@ CASES = [
         "c13",
         frozenset({"C13a"}),
         frozenset({"C13b", "C13c", "C13d", "C13e"}),
+    ),
+    Broken("fp8broken_emulates", "c5", frozenset({"C5e"}), frozenset({"C5"})),
+    Broken(
+        "fp8broken_verify_ignores_emulation",
+        "c12a or c12b or c12c",
+        frozenset({"C12c"}),
+        frozenset({"C5e", "C12a", "C12b"}),
+    ),
+    Broken(
+        "fp8broken_verify_warns_before_prepare",
+        "c12a or c12b or c12d and not trainer",
+        frozenset({"C12d"}),
+        frozenset({"C12a", "C12b"}),
+    ),
+    Broken(
+        "fp8broken_verify_never_follows_up",
+        "c12a or c12b or c12d and not trainer",
+        frozenset({"C12d"}),
+        frozenset({"C12a", "C12b"}),
     ),
 ]
 
@@ -126,13 +145,14 @@ def test_suite_fails_broken_implementation_on_its_clause(
 def test_suite_passes_an_independent_correct_implementation(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The whole CPU suite (C1..C15) against ``correct/fp8alt_minimal.py``, which shares no code with fp8ref:
-    the suite judges behaviour, not fp8ref's way of doing things."""
+    """The whole CPU suite (C1..C15 and the G tests' CPU twins) against ``correct/fp8alt_minimal.py``,
+    which shares no code with fp8ref: the suite judges behaviour, not fp8ref's way of doing things."""
     result, report = run_suite(pytester, monkeypatch, "fp8alt_minimal", "c", directory=CORRECT_DIR)
     failed = {
         clause: data["first_failure"] for clause, data in report["clauses"].items() if data["outcome"] != "passed"
     }
     assert failed == {}
-    expected = {f"C{n}" for n in range(1, 16)} - {"C8", "C9", "C12", "C13"}
+    expected = ({f"C{n}" for n in range(1, 16)} - {"C8", "C9", "C12", "C13"}) | {"C5e", "C12c", "C12d"}
+    expected |= {f"G{n}/cpu" for n in range(1, 5)}
     assert expected <= set(report["clauses"]), sorted(report["clauses"])
     assert report["all_passed"] is True and result.ret == pytest.ExitCode.OK

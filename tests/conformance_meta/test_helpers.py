@@ -179,8 +179,9 @@ def test_standin_te_satisfies_accelerate_and_leaves_no_trace(tmp_path: Path) -> 
         assert is_transformer_engine_available()
         handler = TERecipeKwargs(fp8_format="HYBRID", amax_history_len=16, amax_compute_algo="max")
         assert handler.amax_history_len == 16
+        assert not issubclass(te.Linear, nn.Linear), "TE's Linear is no nn.Linear; the stand-in's must not be either"
         with pytest.raises(AttributeError, match="stand-in"):
-            _ = te.Linear
+            _ = te.no_such_layer
     assert "transformer_engine" not in sys.modules or not is_standin_te(sys.modules["transformer_engine"])
     assert sys.path == path_before
     assert is_transformer_engine_available() == available_before

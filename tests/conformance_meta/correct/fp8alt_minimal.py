@@ -8,6 +8,7 @@ import importlib
 import logging
 import os
 import types
+import weakref
 from typing import Any
 
 import torch.nn as nn
@@ -91,28 +92,97 @@ def configure_fp8_environment(training_args: Any) -> None:
     os.environ["ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"] = "true" if all_gather else "false"
 
 
+def _layer_problem(accelerator: Any) -> str | None:
+    """Why the prepared models run no real FP8 GEMM, or None when some do and none emulates."""
+    real = emulated = 0
+    for model in getattr(accelerator, "_models", []):
+        for module in model.modules():
+            cls = type(module)
+            if cls.__name__ == "Float8Linear":
+                if getattr(module.config, "emulate", False):
+                    emulated += 1
+                else:
+                    real += 1
+            elif cls.__module__.startswith("transformer_engine"):
+                real += 1
+    if emulated:
+        return f"{emulated} float8 layers are emulated (emulate=True): high-precision matmuls, no FP8 speedup"
+    if real == 0:
+        return "no layer of the prepared models runs in FP8"
+    return None
+
+
+# Accelerators whose layers are checked once their prepare() has prepared a model.
+_WAITING: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _check_after_prepare(accelerator: Any) -> None:
+    if accelerator in _WAITING:
+        return
+    _WAITING.add(accelerator)
+    unpatched = accelerator.prepare
+
+    def prepare(*args: Any, **kwargs: Any) -> Any:
+        out = unpatched(*args, **kwargs)
+        if accelerator in _WAITING and getattr(accelerator, "_models", []):
+            _WAITING.discard(accelerator)
+            del accelerator.prepare
+            problem = _layer_problem(accelerator)
+            if problem:
+                logger.warning("FP8 was requested but is not in effect: %s", problem)
+        return out
+
+    accelerator.prepare = prepare
+
+
 def verify_fp8_status(accelerator: Any, training_args: Any) -> None:
     if not getattr(training_args, "fp8", False):
         return
     if not getattr(accelerator, "fp8_enabled", False):
         logger.warning("FP8 was requested but the Accelerator does not have it enabled")
         return
-    fp8_layers = 0
-    for model in getattr(accelerator, "_models", []):
-        for module in model.modules():
-            cls = type(module)
-            if cls.__name__ == "Float8Linear" or cls.__module__.startswith("transformer_engine"):
-                fp8_layers += 1
-    if fp8_layers == 0:
-        logger.warning("FP8 was requested but no layer of the prepared models runs in FP8")
+    if not getattr(accelerator, "_models", []):
+        _check_after_prepare(accelerator)  # FP8 may still come into effect: look again after prepare
+        return
+    problem = _layer_problem(accelerator)
+    if problem:
+        logger.warning("FP8 was requested but is not in effect: %s", problem)
+
+
+def _filtered_te_conversion(accelerate_convert: Any) -> Any:
+    """accelerate's ``convert_model`` stops at the first odd-sized ``nn.Linear``; this one collects every
+    layer the filter accepts first, then swaps each in its parent."""
+
+    def convert_model(model: nn.Module, to_transformer_engine: bool = True, *args: Any, **kwargs: Any) -> None:
+        if not to_transformer_engine or (args and not args[0]) or not kwargs.get("_convert_linear", True):
+            accelerate_convert(model, to_transformer_engine, *args, **kwargs)
+            return
+        import transformer_engine.pytorch as te
+
+        for name, layer in [(n, m) for n, m in model.named_modules() if module_filter_func(m, n)]:
+            parent_name, _, attr = name.rpartition(".")
+            replacement = te.Linear(
+                layer.in_features, layer.out_features, bias=layer.bias is not None, params_dtype=layer.weight.dtype
+            )
+            replacement.weight.copy_(layer.weight)
+            if layer.bias is not None:
+                replacement.bias.copy_(layer.bias)
+            setattr(model.get_submodule(parent_name), attr, replacement)
+
+    convert_model.alt_wrapped = accelerate_convert  # type: ignore[attr-defined]
+    return convert_model
 
 
 def patch_accelerator_for_fp8() -> None:
+    import accelerate.accelerator
     from accelerate import Accelerator
 
+    backend = {"AO": "torchao", "TE": "te"}.get(os.environ.get("ACCELERATE_FP8_BACKEND", "").upper(), "auto")
+    current = accelerate.accelerator.convert_model
+    if backend == "te" and not hasattr(current, "alt_wrapped"):
+        accelerate.accelerator.convert_model = _filtered_te_conversion(current)
     if getattr(Accelerator.__init__, "alt_fp8_patch", False):
         return
-    backend = {"AO": "torchao", "TE": "te"}.get(os.environ.get("ACCELERATE_FP8_BACKEND", "").upper(), "auto")
     all_gather = os.environ.get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER", "false").lower() == "true"
     args = types.SimpleNamespace(fp8=True, fp8_backend=backend, fp8_enable_fsdp_float8_all_gather=all_gather)
     create_fp8_kwargs(args)  # an unusable backend fails here

@@ -1,0 +1,31 @@
+"""Broken on purpose (breaks C12d): verify warns whenever no model is prepared, although ``fp8_enabled`` is
+true and FP8 may still come into effect (the false alarm at the trainers' call site, on every run).
+Otherwise fp8ref's verify; the other four functions are fp8ref's."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fp8ref import (
+    configure_fp8_environment,
+    create_fp8_kwargs,
+    get_fp8_mixed_precision,
+    patch_accelerator_for_fp8,
+)
+from fp8ref import verify_fp8_status as _reference_verify
+
+__all__ = [
+    "configure_fp8_environment",
+    "create_fp8_kwargs",
+    "get_fp8_mixed_precision",
+    "patch_accelerator_for_fp8",
+    "verify_fp8_status",
+]
+
+
+def verify_fp8_status(accelerator: Any, training_args: Any) -> Any:
+    if getattr(training_args, "fp8", False) and not getattr(accelerator, "_models", None):
+        logging.getLogger(__name__).warning("FP8 training was requested but is NOT in effect: no prepared model")
+        return None
+    return _reference_verify(accelerator, training_args)
