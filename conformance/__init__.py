@@ -1,1 +1,1 @@
-"""A conformance suite for FP8 helper modules (see CONTRACT.md, clauses C1..C15, G1..G4)."""
+"""A conformance suite for FP8 helper modules (its specification: SPEC.md in this package, C1..C17, G1..G4)."""

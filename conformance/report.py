@@ -12,8 +12,22 @@ from typing import Any
 #: ``test_c9d_...`` -> ``C9d``; ``test_g2_...`` -> ``G2``; ``test_c12_...`` -> ``C12``.
 _CLAUSE_RE = re.compile(r"^test_(?P<letter>[cg])(?P<num>\d+)(?P<sub>[a-z]?)_")
 
-#: Outcomes of one test, from best to worst.
-TEST_OUTCOMES = ("passed", "skipped", "failed", "error")
+#: Outcomes of one test, from best to worst. ``known``: a failure listed in the known-failures file (an
+#: xfail); ``missing``: the test needs a contract function that the implementation does not offer.
+TEST_OUTCOMES = ("passed", "skipped", "known", "missing", "failed", "error")
+
+#: Outcomes of a clause, as the table and the JSON report give them.
+CLAUSE_OUTCOMES = ("passed", "failed", "missing", "known", "skipped")
+
+_MISSING_RE = re.compile(r"^(?:Failed: )?missing: (?P<names>[\w, ]+)$")
+
+
+def missing_functions_in(message: str | None) -> list[str]:
+    """The contract functions named by a ``missing: a, b`` failure (else none). Only the first line counts:
+    hypothesis appends the failing example below it."""
+    lines = (message or "").strip().splitlines()
+    match = _MISSING_RE.match(lines[0].strip()) if lines else None
+    return [n.strip() for n in match["names"].split(",")] if match else []
 
 
 def clause_of(test_name: str) -> str | None:
@@ -52,6 +66,8 @@ class CaseRecord:
 class ClauseResult:
     clause: str
     tests: list[CaseRecord] = field(default_factory=list)
+    #: Known-failures entries covering this clause that no longer fail (they should be removed).
+    stale: list[str] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -62,19 +78,38 @@ class ClauseResult:
 
     @property
     def outcome(self) -> str:
-        """``failed`` if any test failed or errored; ``passed`` if any passed and the rest passed or
-        skipped; ``skipped`` if every test skipped."""
+        """``failed`` if any test failed or errored, or a known-failures entry went stale; ``missing`` if the
+        only failures are tests that need a function the implementation lacks; ``known`` if the only
+        failures are listed as known; ``passed`` if any test passed and the rest passed or skipped;
+        ``skipped`` if every test skipped."""
         counts = self.counts
-        if counts["failed"] or counts["error"]:
+        if counts["failed"] or counts["error"] or self.stale:
             return "failed"
-        if counts["passed"]:
-            return "passed"
+        for outcome in ("missing", "known", "passed"):
+            if counts[outcome]:
+                return outcome
         return "skipped"
 
     @property
-    def first_failure(self) -> str | None:
+    def missing(self) -> list[str]:
+        """The contract functions this clause's tests needed and did not find."""
+        names: list[str] = []
         for test in self.tests:
-            if test.outcome in ("failed", "error"):
+            names += [n for n in missing_functions_in(test.message) if n not in names]
+        return names
+
+    @property
+    def first_failure(self) -> str | None:
+        if self.stale:
+            return (
+                f"listed as a known failure ({', '.join(repr(s) for s in self.stale)}) but passes now: "
+                "remove the entry from the known-failures file"
+            )
+        if self.outcome == "missing":
+            return f"missing: {', '.join(self.missing)}"
+        wanted = ("known",) if self.outcome == "known" else ("failed", "error")
+        for test in self.tests:
+            if test.outcome in wanted:
                 headline = (test.message or "").strip().splitlines()[0] if test.message else ""
                 return f"{test.nodeid.rsplit('::', 1)[-1]}: {headline[:500]}"
         return None
@@ -86,10 +121,16 @@ class ClauseResult:
         return next((t.message for t in self.tests if t.message), None)
 
     def to_json(self) -> dict[str, Any]:
+        from .spec import SPEC_PATH, anchor
+
         return {
             "outcome": self.outcome,
+            "spec": anchor(self.clause),
+            "spec_file": f"{SPEC_PATH}#{anchor(self.clause).split('#', 1)[1]}",
             "counts": self.counts,
             "first_failure": self.first_failure,
+            "missing": self.missing,
+            "stale_known_failures": self.stale,
             "skip_reason": self.skip_reason,
             "tests": [
                 {"nodeid": t.nodeid, "outcome": t.outcome, "message": t.message, "duration_s": round(t.duration, 3)}
@@ -107,17 +148,20 @@ def group_by_clause(records: Iterable[tuple[str, CaseRecord]]) -> list[ClauseRes
 
 
 def all_passed(results: Iterable[ClauseResult]) -> bool:
-    """True when there is at least one clause and every clause passed."""
+    """True when there is at least one clause and every clause passed (or failed as listed: ``known``)."""
     results = list(results)
-    return bool(results) and all(r.outcome == "passed" for r in results)
+    return bool(results) and all(r.outcome in ("passed", "known") for r in results)
 
 
 def build_report(implementation: Mapping[str, Any], results: list[ClauseResult]) -> dict[str, Any]:
+    from .spec import SPEC_PATH
+
     outcomes = [r.outcome for r in results]
     return {
         "implementation": dict(implementation),
+        "spec_file": str(SPEC_PATH),
         "all_passed": all_passed(results),
-        "summary": {o: outcomes.count(o) for o in ("passed", "failed", "skipped")},
+        "summary": {o: outcomes.count(o) for o in CLAUSE_OUTCOMES},
         "clauses": {r.clause: r.to_json() for r in results},
     }
 
@@ -142,22 +186,31 @@ def format_table(report: Mapping[str, Any], width: int = 110) -> list[str]:
     lines = [f"FP8 conformance of {impl.get('module') or '?'} {impl.get('version') or ''}".rstrip()]
     if impl.get("error"):
         lines.append(f"implementation error: {impl['error']}")
+    if impl.get("missing"):
+        lines.append(f"missing contract functions: {', '.join(impl['missing'])}")
     lines.append(f"{'clause':<7} {'outcome':<8} {'pass':>4} {'fail':>4} {'skip':>4}  detail")
     for clause, data in report.get("clauses", {}).items():
         counts = data["counts"]
-        detail = data.get("first_failure") or data.get("skip_reason") or ""
         prefix = f"{clause:<7} {data['outcome'].upper():<8} {counts['passed']:>4} "
-        prefix += f"{counts['failed'] + counts['error']:>4} {counts['skipped']:>4}  "
+        failing = sum(counts.get(o, 0) for o in ("failed", "error", "missing", "known"))
+        prefix += f"{failing:>4} {counts['skipped']:>4}  "
+        if data["outcome"] in ("failed", "missing", "known"):
+            # Every failure line points to its clause's section of the spec, before the (shortened) detail.
+            detail = f"[{data.get('spec') or clause}] {data.get('first_failure') or ''}"
+        else:
+            detail = data.get("skip_reason") or ""
         lines.append(prefix + _shorten(detail, max(20, width - len(prefix))))
+    lines.append(verdict_line(report))
+    return lines
+
+
+def verdict_line(report: Mapping[str, Any]) -> str:
     summary = report.get("summary", {})
     if report.get("all_passed"):
         verdict = "CONFORMS"
-    elif summary.get("failed", 0) or not report.get("clauses"):
+    elif summary.get("failed", 0) or summary.get("missing", 0) or not report.get("clauses"):
         verdict = "DOES NOT CONFORM"
     else:
         verdict = "NOT VERIFIED (clauses skipped)"
-    lines.append(
-        f"{verdict}: {summary.get('passed', 0)} clauses passed, {summary.get('failed', 0)} failed, "
-        f"{summary.get('skipped', 0)} skipped"
-    )
-    return lines
+    counts = ", ".join(f"{summary.get(o, 0)} {o}" for o in ("failed", "missing", "known", "skipped") if summary.get(o))
+    return f"{verdict}: {summary.get('passed', 0)} clauses passed" + (f", {counts}" if counts else "")

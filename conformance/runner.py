@@ -1,13 +1,15 @@
-"""Run the installed conformance suite against an implementation and print the clause table.
+"""Run the installed conformance suite against implementations and print the clause table.
 
-``run_check`` is what ``fp8ref check`` calls: it runs ``pytest --pyargs fp8ref_conformance`` in a child
-process (so the caller's process state cannot leak into the suite, nor the suite's into the caller),
-reads the JSON report the plugin writes, prints the table of clauses and returns 0 only when every
-clause that ran passed.
+``run_check`` is what ``fp8ref check`` calls: it runs ``pytest --pyargs fp8ref_conformance`` once per
+implementation, each in its own child process (so the caller's process state cannot leak into the suite,
+nor one implementation's into another's), reads the JSON report the plugin writes, and prints one table
+(clauses down, implementations across). It returns 0 only when every implementation conforms, once the
+failures listed in a known-failures file are taken into account.
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import json
 import os
@@ -15,11 +17,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .report import format_table
+from .known import write_known_failures
+from .report import clause_sort_key, format_table, verdict_line
+from .spec import SPEC_URL, anchor
+from .strategies import THOROUGH_ENV_VAR
 
 #: The suite's installed import name (the repository keeps it in the folder ``conformance/``).
 SUITE_PACKAGE = "fp8ref_conformance"
@@ -27,9 +32,20 @@ SUITE_PACKAGE = "fp8ref_conformance"
 #: Set in the child so that the plugin leaves the table to the runner (printed once, at the end).
 NO_TABLE_ENV = "FP8REF_CONFORMANCE_NO_TABLE"
 
-
 #: What the suite imports besides torch and accelerate (the ``test`` extra of fp8ref).
 REQUIREMENTS = ("pytest", "hypothesis", "transformers", "torchao")
+
+#: Worker processes of a check when pytest-xdist is installed (``fp8ref check -n N`` changes it).
+DEFAULT_WORKERS = 2
+
+#: Colours of the outcomes in the picture (``--png``) and the order of its legend.
+OUTCOME_COLOURS = {
+    "passed": "#2e9d4f",
+    "failed": "#d62f2f",
+    "known": "#f0a020",
+    "missing": "#8e5bc4",
+    "skipped": "#b0b0b0",
+}
 
 
 def missing_requirements() -> list[str]:
@@ -37,9 +53,22 @@ def missing_requirements() -> list[str]:
     return [name for name in REQUIREMENTS if importlib.util.find_spec(name) is None]
 
 
-def pytest_command(impl: str, gpu: bool, report: str, extra_args: Sequence[str] = ()) -> list[str]:
+def default_workers() -> int:
+    """``DEFAULT_WORKERS`` when pytest-xdist is importable, else 0 (one process)."""
+    return DEFAULT_WORKERS if importlib.util.find_spec("xdist") is not None else 0
+
+
+def pytest_command(
+    impl: str,
+    gpu: bool,
+    report: str,
+    extra_args: Sequence[str] = (),
+    *,
+    xfails: str | None = None,
+    workers: int = 0,
+) -> list[str]:
     """The pytest command line of a check (extra arguments come last, so they can override)."""
-    return [
+    command = [
         sys.executable,
         "-m",
         "pytest",
@@ -53,13 +82,15 @@ def pytest_command(impl: str, gpu: bool, report: str, extra_args: Sequence[str] 
         report,
         "-p",
         "no:cacheprovider",
-        "--hypothesis-profile",
-        "ci",
         "-q",
         "--tb=line",
         "-rN",
-        *extra_args,
     ]
+    if xfails:
+        command += ["--fp8-xfails", xfails]
+    if workers:
+        command += ["-n", str(workers)]
+    return [*command, *extra_args]
 
 
 def load_report(path: str | Path) -> dict[str, Any] | None:
@@ -70,20 +101,54 @@ def load_report(path: str | Path) -> dict[str, Any] | None:
     return data
 
 
-def run_check(
+def run_one(
     impl: str,
+    gpu: bool,
+    report_path: str,
+    extra_args: Sequence[str],
+    *,
+    xfails: str | None,
+    workers: int,
+    stream: TextIO,
+) -> tuple[int, dict[str, Any] | None]:
+    """One child pytest run of the suite against ``impl``; its exit status and JSON report."""
+    env = dict(os.environ)
+    env[NO_TABLE_ENV] = "1"
+    env[THOROUGH_ENV_VAR] = "1"  # a check is as thorough as CI (300 derandomized examples per property)
+    stream.flush()
+    command = pytest_command(impl, gpu, report_path, extra_args, xfails=xfails, workers=workers)
+    proc = subprocess.run(command, env=env, check=False)
+    return proc.returncode, load_report(report_path)
+
+
+def _conforms(code: int, data: Mapping[str, Any] | None) -> bool:
+    return data is not None and bool(data.get("clauses")) and bool(data.get("all_passed")) and code == 0
+
+
+def run_check(
+    impl: str | Sequence[str],
     gpu: bool,
     report: str | None,
     extra_args: list[str],
     *,
+    xfails: str | None = None,
+    markdown: str | None = None,
+    png: str | None = None,
+    write_xfails: str | None = None,
+    workers: int | None = None,
     stream: TextIO | None = None,
 ) -> int:
-    """Run the suite against ``impl``; print the clause table; 0 only when every clause passed.
+    """Run the suite against each implementation; print the table; 0 only when every one conforms.
 
-    ``gpu`` selects the ``gpu``-marked clauses (G1-G4) instead of the CPU ones. ``report`` keeps the
-    JSON report at that path (else it goes to a temporary file). ``extra_args`` are passed to pytest.
+    ``gpu`` selects the ``gpu``-marked clauses (G1-G4) instead of the CPU ones. ``report`` keeps the JSON
+    report at that path (one implementation: its report; several: ``{"implementations": {...}}``).
+    ``xfails`` is a known-failures file; ``write_xfails`` writes one listing the clauses that fail today.
+    ``markdown`` and ``png`` write the table as Markdown and as a picture. ``workers`` is the number of
+    pytest-xdist workers (default 2 when pytest-xdist is installed; 0 runs in one process).
+    ``extra_args`` are passed to pytest.
     """
     out = stream if stream is not None else sys.stdout
+    impls = [impl] if isinstance(impl, str) else list(impl)
     missing = missing_requirements()
     if missing:
         print(
@@ -92,25 +157,163 @@ def run_check(
             file=out,
         )
         return 2
+    if write_xfails and len(impls) != 1:
+        print("fp8ref check: --write-xfails needs exactly one --impl (a known-failures file is per module)", file=out)
+        return 2
+    workers = default_workers() if workers is None else workers
+    results: dict[str, tuple[int, dict[str, Any] | None]] = {}
     with tempfile.TemporaryDirectory(prefix="fp8ref-check-") as tmp:
-        report_path = str(Path(report).resolve()) if report else str(Path(tmp) / "conformance.json")
-        env = dict(os.environ)
-        env[NO_TABLE_ENV] = "1"
-        out.flush()
-        proc = subprocess.run(pytest_command(impl, gpu, report_path, extra_args), env=env, check=False)
-        data = load_report(report_path)
-    if data is None:
-        print(f"fp8ref check: the suite wrote no report (pytest exit status {proc.returncode})", file=out)
-        return proc.returncode or 2
+        for index, name in enumerate(impls):
+            if len(impls) == 1 and report:
+                path = str(Path(report).resolve())
+            else:
+                path = str(Path(tmp) / f"conformance-{index}.json")
+            if len(impls) > 1:
+                print(f"\n=== fp8ref check: {name} ({index + 1}/{len(impls)})", file=out)
+            results[name] = run_one(name, gpu, path, extra_args, xfails=xfails, workers=workers, stream=out)
     print("", file=out)
+    if len(impls) == 1:
+        status = _single(impls[0], *results[impls[0]], report=report, out=out)
+    else:
+        status = _several(results, out=out)
+        if report:
+            data = {"implementations": {n: d for n, (_, d) in results.items()}, "all_conform": status == 0}
+            Path(report).write_text(json.dumps(data, indent=2) + "\n")
+            print(f"report: {Path(report).resolve()}", file=out)
+    reports = {n: d for n, (_, d) in results.items() if d is not None}
+    if markdown:
+        Path(markdown).write_text(markdown_table(reports))
+        print(f"markdown: {Path(markdown).resolve()}", file=out)
+    if png:
+        draw_table(reports, png)
+        print(f"picture: {Path(png).resolve()}", file=out)
+    if write_xfails:
+        first = results[impls[0]][1]
+        if first is None or not first.get("clauses"):
+            print("fp8ref check: no clause ran, so no known-failures file was written", file=out)
+            return status or 2
+        failing = [c for c, d in first["clauses"].items() if d["outcome"] in ("failed", "missing", "known")]
+        header = (
+            f"Known failures of {impls[0]}: the clauses that fail today.\n"
+            f"Written by `fp8ref check --impl {impls[0]} --write-xfails {write_xfails}` on "
+            f"{datetime.date.today().isoformat()}.\n"
+            f"Each line is a clause id ({SPEC_URL}#c9d explains C9d) or a test node id.\n"
+            "Remove a line when its clause is fixed: a listed clause that passes fails the run."
+        )
+        write_known_failures(write_xfails, failing, header=header)
+        print(
+            f"known failures: wrote {len(failing)} clause(s) to {write_xfails}; "
+            f"run with --xfails {write_xfails} to hold the line there",
+            file=out,
+        )
+    return status
+
+
+def _single(impl: str, code: int, data: dict[str, Any] | None, *, report: str | None, out: TextIO) -> int:
+    if data is None:
+        print(f"fp8ref check: the suite wrote no report for {impl} (pytest exit status {code})", file=out)
+        return code or 2
     for line in format_table(data, width=max(110, shutil.get_terminal_size().columns)):
         print(line, file=out)
     if report:
-        print(f"report: {report_path}", file=out)
+        print(f"report: {Path(report).resolve()}", file=out)
+    return _status(impl, code, data, out)
+
+
+def _status(impl: str, code: int, data: Mapping[str, Any] | None, out: TextIO) -> int:
+    if data is None:
+        return code or 2
     if not data.get("clauses"):
-        print("fp8ref check: no clause ran", file=out)
-        return proc.returncode or 5
-    if proc.returncode != 0 and data.get("all_passed"):
-        print(f"fp8ref check: pytest exited with {proc.returncode}", file=out)
-        return proc.returncode
+        print(f"fp8ref check: no clause ran for {impl}", file=out)
+        return code or 5
+    if code != 0 and data.get("all_passed"):
+        print(f"fp8ref check: pytest exited with {code} for {impl}", file=out)
+        return code
     return 0 if data.get("all_passed") else 1
+
+
+def _clauses(reports: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    clauses = {c for data in reports.values() for c in data.get("clauses", {})}
+    return sorted(clauses, key=clause_sort_key)
+
+
+def _outcome(data: Mapping[str, Any] | None, clause: str) -> str:
+    if data is None:
+        return "error"
+    entry = data.get("clauses", {}).get(clause)
+    return str(entry["outcome"]) if entry else "-"
+
+
+def _several(results: Mapping[str, tuple[int, dict[str, Any] | None]], *, out: TextIO) -> int:
+    reports = {n: d for n, (_, d) in results.items() if d is not None}
+    names = list(results)
+    width = max(8, *(len(n) for n in names))
+    print("FP8 conformance by clause and implementation", file=out)
+    print(f"{'clause':<7} " + " ".join(f"{n:<{width}}" for n in names), file=out)
+    for clause in _clauses(reports):
+        cells = [_outcome(results[n][1], clause).upper() for n in names]
+        print(f"{clause:<7} " + " ".join(f"{c:<{width}}" for c in cells), file=out)
+    status = 0
+    for name, (code, data) in results.items():
+        if data is None:
+            print(f"{name}: the suite wrote no report (pytest exit status {code})", file=out)
+        else:
+            impl = data.get("implementation", {})
+            if impl.get("error"):
+                print(f"{name}: implementation error: {impl['error']}", file=out)
+            for clause, entry in data.get("clauses", {}).items():
+                if entry["outcome"] in ("failed", "missing"):
+                    print(f"{name} {clause} [{anchor(clause)}] {entry.get('first_failure') or ''}"[:400], file=out)
+            print(f"{name}: {verdict_line(data)}", file=out)
+        one = _status(name, code, data, out)
+        status = status or one
+    return status
+
+
+def markdown_table(reports: Mapping[str, Mapping[str, Any]]) -> str:
+    """The table as Markdown: clauses down (each linked to its section of the spec), implementations across."""
+    names = list(reports)
+    lines = ["| clause | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---|" * len(names)]
+    for clause in _clauses(reports):
+        cells = [_outcome(reports[n], clause) for n in names]
+        section = anchor(clause).split("#", 1)[1]
+        lines.append(f"| [{clause}]({SPEC_URL}#{section}) | " + " | ".join(cells) + " |")
+    lines.append("| **verdict** | " + " | ".join(verdict_line(reports[n]) for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def draw_table(reports: Mapping[str, Mapping[str, Any]], path: str | Path) -> Path:
+    """The table as a picture (PNG): one coloured cell per clause and implementation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Rectangle
+
+    names = list(reports)
+    clauses = _clauses(reports)
+    fig_w = 2.2 + 2.0 * len(names)
+    fig_h = 1.6 + 0.28 * len(clauses)
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=110)
+    for row, clause in enumerate(clauses):
+        for col, name in enumerate(names):
+            outcome = _outcome(reports[name], clause)
+            colour = OUTCOME_COLOURS.get(outcome, "#ffffff")
+            ax.add_patch(Rectangle((col, row), 1, 1, facecolor=colour, edgecolor="white", linewidth=1.5))
+            ax.text(col + 0.5, row + 0.5, outcome, ha="center", va="center", fontsize=8, color="black")
+    ax.set_xlim(0, len(names))
+    ax.set_ylim(len(clauses), 0)
+    ax.set_xticks([i + 0.5 for i in range(len(names))], names, fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_yticks([i + 0.5 for i in range(len(clauses))], clauses, fontsize=8)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    legend = [Patch(facecolor=c, label=o) for o, c in OUTCOME_COLOURS.items()]
+    ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, fontsize=8, frameon=False)
+    ax.set_title("FP8 conformance (fp8ref check)", fontsize=10, pad=24)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

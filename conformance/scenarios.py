@@ -138,6 +138,24 @@ def fp8_accelerator(impl: types.ModuleType, args: Any, **kwargs: Any) -> Any:
     )
 
 
+def reference_fp8_accelerator(all_gather: bool = False) -> Any:
+    """An FP8 ``Accelerator`` built by the suite itself, without the implementation: torchao, rowwise (or
+    tensorwise with the all-gather), the C9 filter. For clauses that judge one function only (C12 judges
+    ``verify_fp8_status``), so that they need no other function of the module."""
+    import accelerate
+    from accelerate.utils import AORecipeKwargs
+    from torchao.float8 import Float8LinearConfig
+
+    from .helpers import contract_accepts
+
+    if all_gather:
+        config = Float8LinearConfig(enable_fsdp_float8_all_gather=True)
+    else:
+        config = Float8LinearConfig.from_recipe_name("rowwise")
+    handler = AORecipeKwargs(config=config, module_filter_func=contract_accepts)
+    return accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=[handler])
+
+
 def ao_handler_of(acc: Any) -> Any:
     handler = getattr(acc, "ao_recipe_handler", None)
     if handler is None:

@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import string
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from .helpers import ALLOWED_ENV_PREFIXES, HEAD_NAMES, VALID_BACKENDS
+
+#: Examples per property under CI (derandomized, so every CI run checks the same cases) and for development.
+CI_EXAMPLES = 300
+DEV_EXAMPLES = 30
+
+#: Set by ``fp8ref check`` so that a check is as thorough as CI wherever it runs.
+THOROUGH_ENV_VAR = "FP8REF_CONFORMANCE_THOROUGH"
+
+
+def suite_settings() -> settings:
+    """The hypothesis settings of the suite's property tests, applied test by test (a decorator), never
+    as a profile: a profile would change the hypothesis settings of every project that installs fp8ref.
+
+    Under CI (``$CI`` set) or ``fp8ref check``: 300 derandomized examples and no example database, so a
+    run is reproducible. Otherwise 30 random examples, for quick local runs.
+    """
+    thorough = bool(os.environ.get("CI") or os.environ.get(THOROUGH_ENV_VAR))
+    common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow], "print_blob": True}
+    if thorough:
+        return settings(max_examples=CI_EXAMPLES, derandomize=True, database=None, **common)  # type: ignore[arg-type]
+    return settings(max_examples=DEV_EXAMPLES, **common)  # type: ignore[arg-type]
+
 
 _ENV_NAME_CHARS = string.ascii_uppercase + string.digits + "_"
 _ENV_VALUE_CHARS = string.ascii_letters + string.digits + " _-./:=,"

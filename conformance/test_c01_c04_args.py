@@ -8,7 +8,7 @@ import types
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from .helpers import (
@@ -20,10 +20,10 @@ from .helpers import (
     mentions_word,
     run_probe_subprocess,
 )
-from .strategies import environments, invalid_backends, valid_backends
+from .strategies import environments, invalid_backends, suite_settings, valid_backends
 
 # The isolation of the suite is done by hooks, not fixtures; only session fixtures are used here.
-PROPERTY = settings(suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = suite_settings()
 
 
 # --------------------------------------------------------------------------- C1
@@ -171,7 +171,7 @@ _NO_BACKEND_CALLS = [
 def no_backend_results(impl_name: str, impl: types.ModuleType) -> dict[str, dict[str, Any]]:
     """``create_fp8_kwargs`` in a fresh interpreter where neither torchao nor transformer_engine is
     importable (``sys.modules[name] = None`` before anything is imported; see conformance._probe)."""
-    del impl  # imported here only so that an import failure is reported as such
+    impl.require("create_fp8_kwargs")  # the child calls it: a module without it fails here, naming it
     out = run_probe_subprocess(impl_name, _NO_BACKEND_CALLS, hide=("torchao", "transformer_engine"))
     return {r["id"]: r for r in out["results"]}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from .helpers import (
@@ -23,9 +23,9 @@ from .helpers import (
     run_probe_subprocess,
     standin_te,
 )
-from .strategies import environments, valid_backends
+from .strategies import environments, suite_settings, valid_backends
 
-PROPERTY = settings(suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = suite_settings()
 TORCHAO_BACKENDS = ["torchao", "auto", "TORCHAO", "Auto"]
 
 
@@ -81,7 +81,7 @@ def test_c8b_sets_accelerate_fp8_backend_to_te_for_te(
 
 @pytest.fixture(scope="module")
 def te_by_auto(impl_name: str, impl: types.ModuleType, standin_te_dir: Path) -> dict[str, dict[str, Any]]:
-    del impl
+    impl.require("configure_fp8_environment")
     out = run_probe_subprocess(impl_name, TE_BY_AUTO_CALLS, hide=("torchao",), standin_dir=standin_te_dir)
     return {r["id"]: r for r in out["results"]}
 

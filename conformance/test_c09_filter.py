@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
 from .helpers import HEAD_NAMES, contract_accepts, make_args
-from .strategies import dims, fqns
+from .strategies import dims, fqns, suite_settings
 
-PROPERTY = settings(suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = suite_settings()
 Filter = Callable[[nn.Module, str], Any]
 
 

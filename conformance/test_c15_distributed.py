@@ -124,9 +124,12 @@ def read_ranks(out_dir: Path) -> dict[int, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def fsdp_run(impl_name: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def fsdp_run(impl_name: str, impl: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One 2-process run shared by the C15 tests (starting it costs several seconds)."""
     import torch.distributed as dist
+
+    # The workers call these three; a module without one of them fails here, naming it.
+    impl.require("configure_fp8_environment", "create_fp8_kwargs", "get_fp8_mixed_precision")
 
     if not (dist.is_available() and dist.is_gloo_available()):
         pytest.skip("this torch build has no gloo backend for torch.distributed")

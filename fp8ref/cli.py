@@ -37,7 +37,22 @@ def _plan(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from fp8ref_conformance.runner import run_check
 
-    return int(run_check(args.impl, gpu=args.gpu, report=args.report, extra_args=list(args.pytest_args)))
+    extra = list(args.pytest_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return int(
+        run_check(
+            args.impl or ["fp8ref"],
+            gpu=args.gpu,
+            report=args.report,
+            extra_args=extra,
+            xfails=args.xfails,
+            markdown=args.markdown,
+            png=args.png,
+            write_xfails=args.write_xfails,
+            workers=args.workers,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,9 +78,26 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(run=_plan)
 
     check = commands.add_parser("check", help="run the conformance suite against an implementation")
-    check.add_argument("--impl", default="fp8ref", help="module offering the five functions (default fp8ref)")
+    check.add_argument(
+        "--impl",
+        action="append",
+        help="module offering the five functions (default fp8ref); repeat it to compare implementations",
+    )
     check.add_argument("--gpu", action="store_true", help="run the GPU clauses (G1..G4) instead of the CPU ones")
     check.add_argument("--report", help="write the JSON clause report here")
+    check.add_argument("--xfails", metavar="FILE", help="known-failures file: listed clauses count as 'known'")
+    check.add_argument(
+        "--write-xfails", metavar="FILE", help="write the clauses that fail today as a known-failures file"
+    )
+    check.add_argument("--markdown", metavar="FILE", help="write the table as Markdown")
+    check.add_argument("--png", metavar="FILE", help="draw the table as a PNG picture (needs matplotlib)")
+    check.add_argument(
+        "-n",
+        "--workers",
+        type=int,
+        default=None,
+        help="pytest-xdist worker processes (default 2 when pytest-xdist is installed; 0: one process)",
+    )
     check.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
     check.set_defaults(run=_check)
     return parser

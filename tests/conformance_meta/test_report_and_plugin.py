@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -72,12 +73,13 @@ def test_report_json_round_trip_and_table(tmp_path: Path) -> None:
     path = write_report(tmp_path / "sub" / "r.json", report)
     data = json.loads(path.read_text())
     assert data["all_passed"] is False
-    assert data["summary"] == {"passed": 1, "failed": 1, "skipped": 1}
+    assert data["summary"] == {"passed": 1, "failed": 1, "missing": 0, "known": 0, "skipped": 1}
+    assert data["clauses"]["C9d"]["spec"] == "SPEC.md#c9d"
     assert data["clauses"]["C9d"]["first_failure"] == "t1: msg 1"
     assert [t["outcome"] for t in data["clauses"]["C9d"]["tests"]] == ["passed", "failed"]
     lines = format_table(data)
     assert lines[0] == "FP8 conformance of x 1"
-    assert any(line.startswith("C9d") and "FAILED" in line and "t1: msg 1" in line for line in lines)
+    assert any(line.startswith("C9d") and "FAILED" in line and "[SPEC.md#c9d] t1: msg 1" in line for line in lines)
     assert any(line.startswith("G2") and "SKIPPED" in line for line in lines)
     assert lines[-1].startswith("DOES NOT CONFORM")
     skipped_only = build_report({"module": "x"}, [_result("G1", "skipped")])
@@ -92,18 +94,18 @@ def test_plugin_restores_accelerator_and_accelerate_namespaces() -> None:
     import accelerate
     import accelerate.accelerator as accelerator_module
 
-    from fp8ref_conformance import plugin
+    from fp8ref_conformance import conftest as plugin
 
     init = accelerate.Accelerator.__init__
     convert = accelerator_module.convert_model
-    saved = plugin._accelerate_snapshot()
+    saved = plugin.accelerate_snapshot()
     try:
         accelerate.Accelerator.__init__ = lambda self, *a, **k: None  # type: ignore[method-assign]
         accelerate.Accelerator._fp8meta_flag = True  # type: ignore[attr-defined]
         accelerator_module.convert_model = lambda *a, **k: None
         accelerate.Accelerator = type("Replaced", (), {})  # type: ignore[misc]
     finally:
-        plugin._restore_accelerate(saved)
+        plugin.restore_accelerate(saved)
     assert accelerate.Accelerator is accelerator_module.Accelerator
     assert accelerate.Accelerator.__init__ is init
     assert not hasattr(accelerate.Accelerator, "_fp8meta_flag")
@@ -129,24 +131,77 @@ def test_plugin_leaves_other_tests_alone(pytester: pytest.Pytester) -> None:
     assert "fp8 conformance: implementation" not in result.stdout.str()
 
 
-@pytest.mark.parametrize(
-    ("env", "args", "expected"),
-    [({"CI": "true"}, [], "300 True"), ({"CI": "true"}, ["--hypothesis-profile", "dev"], "30 ")],
-    ids=["ci-by-default-on-ci", "explicit-profile-wins"],
-)
-def test_hypothesis_profiles(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], args: list[str], expected: str
-) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    pytester.makepyfile(
-        test_profile="""
-        from hypothesis import settings
+SCRATCH_TEST = """
+from hypothesis import given, settings, strategies as st
 
-        def test_print():
-            print("PROFILE", settings.default.max_examples, settings.default.derandomize)
-        """
-    )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", *args)
-    result.assert_outcomes(passed=1)
-    assert f"PROFILE {expected}" in result.stdout.str()
+SEEN = []
+
+
+@given(st.integers())
+def test_scratch(request, x):
+    if not SEEN:
+        SEEN.append(x)
+        print("SETTINGS", repr(settings()))
+        print("MARKERS", sorted(request.config.getini("markers")))
+"""
+
+
+def _scratch_run(project: Path, ci: bool, plugin: bool) -> str:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "FP8REF_CONFORMANCE_THOROUGH", "PYTEST_ADDOPTS")}
+    if ci:
+        env["CI"] = "true"
+    args = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_scratch.py"]
+    if not plugin:
+        args += ["-p", "no:fp8ref_conformance"]
+    proc = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return "\n".join(line for line in proc.stdout.splitlines() if line.startswith(("SETTINGS", "MARKERS")))
+
+
+@pytest.mark.parametrize("ci", [True, False], ids=["CI=true", "CI-unset"])
+def test_plugin_changes_nothing_in_another_projects_session(tmp_path: Path, ci: bool) -> None:
+    """A scratch project with one hypothesis test: its hypothesis settings (and markers) are the same
+    with fp8ref's plugin loaded and blocked, under CI and outside it. The suite's own settings (300
+    derandomized examples under CI) apply to the suite's tests only."""
+    (tmp_path / "test_scratch.py").write_text(SCRATCH_TEST)
+    loaded, blocked = _scratch_run(tmp_path, ci, plugin=True), _scratch_run(tmp_path, ci, plugin=False)
+    print(f"CI={'true' if ci else 'unset'}, plugin loaded:\n{loaded}\nplugin blocked:\n{blocked}")
+    assert "SETTINGS settings(" in loaded and "max_examples=300" not in loaded
+    assert loaded == blocked
+
+
+def test_suite_settings_are_thorough_under_ci_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fp8ref_conformance.strategies import CI_EXAMPLES, DEV_EXAMPLES, THOROUGH_ENV_VAR, suite_settings
+
+    monkeypatch.delenv(THOROUGH_ENV_VAR, raising=False)
+    monkeypatch.setenv("CI", "true")
+    ci = suite_settings()
+    assert (ci.max_examples, ci.derandomize, ci.database) == (CI_EXAMPLES, True, None) == (300, True, None)
+    monkeypatch.delenv("CI")
+    assert suite_settings().max_examples == DEV_EXAMPLES  # the rest follows the active hypothesis profile
+    monkeypatch.setenv(THOROUGH_ENV_VAR, "1")  # what fp8ref check sets
+    assert suite_settings().max_examples == CI_EXAMPLES
+
+
+def test_plugin_defines_no_fixture_marker_or_hypothesis_profile() -> None:
+    """The global plugin holds no fixture (they live in the suite's conftest.py, which applies to the suite's
+    folder only), and importing it registers no hypothesis profile."""
+    import importlib
+    import sys
+
+    from hypothesis import settings
+
+    sys.modules.pop("fp8ref_conformance.plugin", None)
+    before = dict(settings._profiles)  # hypothesis keeps its registered profiles here
+    plugin = importlib.import_module("fp8ref_conformance.plugin")
+    assert settings._profiles == before
+    fixtures = [
+        name
+        for name, obj in vars(plugin).items()
+        if type(obj).__name__ == "FixtureFunctionDefinition" or hasattr(obj, "_pytestfixturefunction")
+    ]
+    assert fixtures == []
+    assert "addinivalue_line" not in Path(plugin.__file__).read_text(), "no marker registered globally"

@@ -1,0 +1,31 @@
+"""Broken on purpose, in two clauses at once (for the known-failures meta-tests): ``get_fp8_mixed_precision``
+always says ``"fp8"`` (breaks C1), and ``create_fp8_kwargs`` treats an unknown backend as ``auto`` instead of
+raising ``ValueError`` (breaks C3). The rest is fp8ref's."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import fp8ref
+from fp8ref import configure_fp8_environment, patch_accelerator_for_fp8, verify_fp8_status
+
+__all__ = [
+    "configure_fp8_environment",
+    "create_fp8_kwargs",
+    "get_fp8_mixed_precision",
+    "patch_accelerator_for_fp8",
+    "verify_fp8_status",
+]
+
+
+def get_fp8_mixed_precision(training_args: Any) -> str | None:
+    return "fp8"
+
+
+def create_fp8_kwargs(training_args: Any) -> list[Any]:
+    backend = str(getattr(training_args, "fp8_backend", "auto")).lower()
+    if backend not in ("auto", "torchao", "te"):
+        training_args = copy.copy(training_args)
+        training_args.fp8_backend = "auto"
+    return fp8ref.create_fp8_kwargs(training_args)

@@ -1,0 +1,9 @@
+"""Partial on purpose: four of the five contract functions (fp8ref's), and no ``patch_accelerator_for_fp8``,
+like a released helper module that leaves patching to the trainer. The suite must judge C1..C12 on their
+merits and fail C13 and C14 naming the missing patch."""
+
+from __future__ import annotations
+
+from fp8ref import configure_fp8_environment, create_fp8_kwargs, get_fp8_mixed_precision, verify_fp8_status
+
+__all__ = ["configure_fp8_environment", "create_fp8_kwargs", "get_fp8_mixed_precision", "verify_fp8_status"]

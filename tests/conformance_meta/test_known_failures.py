@@ -1,0 +1,123 @@
+"""The known-failures file (``--fp8-xfails``), run as an adopter would: the suite in a child pytest against
+``broken/fp8broken_two_clauses.py``, which fails C1 and C3 and passes C2. Each child runs only the few
+tests of those clauses that the assertions need."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fp8ref_conformance
+from fp8ref_conformance.known import KnownFailuresError, load_known_failures
+
+BROKEN_DIR = Path(__file__).resolve().parent / "broken"
+IMPL = "fp8broken_two_clauses"
+#: One cheap test group per clause: C1 and C3 fail for this module, C2 passes.
+SELECT = "c1_fp8_false or c3_create or c2_create"
+#: Only the installed file holding those tests is collected: importing every test module costs seconds.
+SUITE_FILE = str(Path(fp8ref_conformance.__file__).resolve().parent / "test_c01_c04_args.py")
+C3_TEST = "test_c01_c04_args.py::test_c3_create_rejects_invalid_backend"
+
+
+def run_with_xfails(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, entries: str
+) -> tuple[pytest.RunResult, dict[str, Any] | None]:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(BROKEN_DIR), os.environ.get("PYTHONPATH")) if p))
+    xfails = pytester.path / "known-failures.txt"
+    xfails.write_text(entries)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(
+        SUITE_FILE,
+        "-m",
+        "not gpu",
+        "-k",
+        SELECT,
+        "-p",
+        "no:cacheprovider",
+        "--fp8-impl",
+        IMPL,
+        "--fp8-xfails",
+        str(xfails),
+        "--conformance-report",
+        str(report),
+        timeout=300,
+    )
+    return result, json.loads(report.read_text()) if report.exists() else None
+
+
+def outcomes(report: dict[str, Any] | None) -> dict[str, str]:
+    assert report is not None, "no report written"
+    return {clause: data["outcome"] for clause, data in report["clauses"].items()}
+
+
+def test_known_failures_both_listed_pass(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both failures listed (one as a clause id, one as a test node id): the run passes, and the two clauses
+    are ``known``, distinct from passed and failed, in the table and the JSON report."""
+    entries = f"# today's failures\nc1  # lower case works\n\n{C3_TEST}\n"
+    result, report = run_with_xfails(pytester, monkeypatch, entries)
+    assert outcomes(report) == {"C1": "known", "C2": "passed", "C3": "known"}
+    assert report is not None and report["all_passed"] is True
+    assert report["summary"]["known"] == 2
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    out = result.stdout.str()
+    assert any(line.startswith("C1 ") and "KNOWN" in line and "[SPEC.md#c1]" in line for line in out.splitlines())
+    assert "CONFORMS: 1 clauses passed, 2 known" in out
+
+
+def test_known_failures_one_unlisted_failure_fails(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, report = run_with_xfails(pytester, monkeypatch, "C1\n")
+    assert outcomes(report) == {"C1": "known", "C2": "passed", "C3": "failed"}
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "DOES NOT CONFORM" in result.stdout.str()
+
+
+def test_known_failures_listed_clause_that_passes_fails(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Strict: an entry none of whose tests fails any more fails the run, saying it can be removed."""
+    result, report = run_with_xfails(pytester, monkeypatch, "C1\nC2\nC3\n")
+    assert outcomes(report) == {"C1": "known", "C2": "failed", "C3": "known"}
+    assert report is not None
+    message = report["clauses"]["C2"]["first_failure"]
+    assert "listed as a known failure ('C2') but passes now: remove the entry" in message
+    assert report["clauses"]["C2"]["stale_known_failures"] == ["C2"]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "remove the entry" in result.stdout.str()
+
+
+def test_known_failures_typo_is_an_error_naming_it(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, report = run_with_xfails(pytester, monkeypatch, "C1\nC3\nC9g\n")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "line 3: 'C9g' names no clause of the suite" in result.stderr.str()
+    assert report is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ("C18", "'C18' names no clause of the suite"),
+        ("test_c09_filter.py::test_c9d_no_such_test", "no test test_c9d_no_such_test in test_c09_filter.py"),
+        ("test_c99_nothing.py::test_c9d_x", "no test test_c9d_x in test_c99_nothing.py"),
+        ("filter", "is neither a clause id (C9d) nor a test node id"),
+    ],
+)
+def test_known_failures_file_rejects_entries_that_name_nothing(tmp_path: Path, entry: str, error: str) -> None:
+    path = tmp_path / "xfails.txt"
+    path.write_text(f"C9d\n{entry}  # comment\n")
+    with pytest.raises(KnownFailuresError, match="line 2") as info:
+        load_known_failures(path)
+    assert error in str(info.value)
+
+
+def test_known_failures_file_accepts_clause_groups_and_node_ids(tmp_path: Path) -> None:
+    path = tmp_path / "xfails.txt"
+    test = "test_c09_filter.py::test_c9d_eligible_linear_layers_are_converted"
+    path.write_text(f"# header\n\nC13\nconformance/{test}[a]\n")
+    c13, node = load_known_failures(path)
+    assert c13.matches("C13a", "x.py::t") and c13.matches("C13", "x.py::t") and not c13.matches("C1", "x.py::t")
+    assert node.matches("C9d", f"fp8ref_conformance/{test}[a]")
+    assert not node.matches("C9d", f"{test}[b]")

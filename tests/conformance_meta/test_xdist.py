@@ -1,0 +1,43 @@
+"""Under pytest-xdist the workers collect and the controller only sees reports: the clause table and the
+JSON report must still list every test that ran (the plugin derives clause and suite membership from each
+report's node id and location)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import fp8ref_conformance
+
+#: Two files of the installed suite (collecting every module costs seconds in each worker).
+SUITE_DIR = Path(fp8ref_conformance.__file__).resolve().parent
+
+
+def test_clause_report_is_complete_under_xdist(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is not installed")
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(
+        *(str(SUITE_DIR / name) for name in ("test_c01_c04_args.py", "test_c09_filter.py")),
+        "-m",
+        "not gpu",
+        "-k",
+        "c1_fp8 or c9f",
+        "-n",
+        "1",  # one worker is enough: the controller still collects nothing (and each worker costs seconds)
+        "-p",
+        "no:cacheprovider",
+        "--conformance-report",
+        str(report),
+        timeout=300,
+    )
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, out[-3000:]
+    ran = int(re.search(r"(\d+) passed", out).group(1))  # type: ignore[union-attr]
+    data = json.loads(report.read_text())
+    recorded = sum(len(clause["tests"]) for clause in data["clauses"].values())
+    assert set(data["clauses"]) == {"C1", "C9f"}
+    assert recorded == ran > 0, f"the report holds {recorded} of the {ran} tests that ran"
+    assert "FP8 conformance by clause" in out and "CONFORMS: 2 clauses passed" in out
