@@ -9,8 +9,9 @@ its own, and is killed with its whole process group on timeout.
 One single-rank process runs, for ZeRO stage 2 then 3, each from a clean slate: the FP8 run with the
 all-gather flag (C16c), the run without FP8 and the FP8 run (20 steps each on a fixed batch, C16a and C16b).
 A second process, started at the same time, runs the FP8 run under ZeRO-3 on two CPU ranks
-(``torch.distributed.run``, gloo), 3 steps. The first DeepSpeed run on a machine also builds DeepSpeed's
-``deepspeed_shm_comm_op`` with the system compiler (cached afterwards in ``~/.cache/torch_extensions``).
+(``torch.distributed.run``, gloo), 3 steps; it is started only when its test is selected. The worker keeps
+DeepSpeed from JIT-building its shared-memory collective op (``deepspeed_shm_comm_op``, 20 s to over a
+minute with the system compiler on a fresh 2-core machine): DeepSpeed then uses plain ``torch.distributed``.
 """
 
 from __future__ import annotations
@@ -119,23 +120,43 @@ def _launch(
     return Launched(proc, out, time.monotonic(), what)
 
 
+def _selected_tests(request: pytest.FixtureRequest) -> set[str]:
+    """Names of this module's tests in the session (after ``-k``/``-m`` selection)."""
+    module = request.module
+    return {
+        getattr(item, "originalname", None) or item.name
+        for item in request.session.items
+        if getattr(item, "module", None) is module
+    }
+
+
 @pytest.fixture(scope="module")
-def deepspeed_processes(impl_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Launched]]:
-    """Both worker processes, started together (they overlap on a 2-core machine); killed at the end."""
+def deepspeed_processes(
+    request: pytest.FixtureRequest, impl_name: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Launched]]:
+    """The worker processes the selected tests need, started together (they overlap on a 2-core machine);
+    killed at the end. With only C16c selected, only the all-gather runs happen."""
     reason = _deepspeed_skip_reason()
     if reason:
         pytest.skip(reason)
+    selected = _selected_tests(request)
     out_dir = tmp_path_factory.mktemp("c16")
+    runs = ["all_gather"]
+    if any(name.startswith(("test_c16a_zero_", "test_c16b_")) for name in selected):
+        runs += ["reference", "fp8"]
     launched = {
-        "single": _launch(impl_name, out_dir / "single.json", nproc=1, extra=[], what="the single-rank DeepSpeed run"),
-        "two": _launch(
+        "single": _launch(
+            impl_name, out_dir / "single.json", nproc=1, extra=["--runs", ",".join(runs)], what="the DeepSpeed run"
+        )
+    }
+    if "test_c16a_zero3_two_cpu_ranks" in selected:
+        launched["two"] = _launch(
             impl_name,
             out_dir / "two.json",
             nproc=2,
             extra=["--stages", str(TWO_RANK_STAGE), "--runs", "fp8", "--steps", str(TWO_RANK_STEPS)],
             what="the two-rank DeepSpeed run",
-        ),
-    }
+        )
     yield launched
     for item in launched.values():
         _kill_group(item.proc)

@@ -161,6 +161,20 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _skip_shm_op_build() -> None:
+    """Let DeepSpeed's CPU collectives use plain ``torch.distributed`` (gloo) instead of JIT-building its
+    shared-memory op (``deepspeed_shm_comm_op``) with the system compiler: that build took 20 s to over a
+    minute per fresh machine here, and it only speeds up collectives, which are not what C16 checks.
+    ``CONFORMANCE_DEEPSPEED_SHM_OP=1`` keeps DeepSpeed's default (build and use the op)."""
+    if os.environ.get("CONFORMANCE_DEEPSPEED_SHM_OP") == "1":
+        return
+    # Not ``import deepspeed.comm.torch as ...``: the package ``deepspeed.comm`` has an attribute ``torch`` (the
+    # torch module itself), which that statement would return.
+    ds_torch = importlib.import_module("deepspeed.comm.torch")
+    if hasattr(ds_torch, "build_shm_op"):
+        ds_torch.build_shm_op = lambda: None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--impl", required=True, help="module offering the five FP8 helper functions")
@@ -176,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    _skip_shm_op_build()
     rank = int(os.environ.get("RANK", "0"))
     payload: dict[str, Any] = {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
     status = 0

@@ -92,6 +92,15 @@ CASES = [
         frozenset({"C12d"}),
         frozenset({"C12a", "C12b"}),
     ),
+    # Only the all-gather runs of C16 (the suite starts no training run when only C16c is selected).
+    Broken("fp8broken_deepspeed_all_gather", "c16c", frozenset({"C16c"}), frozenset()),
+    # The filter tests of C17b, and C9e on the same filter (fast: no training run).
+    Broken(
+        "fp8broken_lora_adapters_converted",
+        "c17b_filter or c17b_property or c9e",
+        frozenset({"C17b"}),
+        frozenset({"C9e"}),
+    ),
 ]
 
 
