@@ -185,6 +185,7 @@ def two_ranks(deepspeed_processes: dict[str, Launched]) -> dict[int, dict[str, A
 def check_fp8_run(run: dict[str, Any], steps: int, where: str, *, is_fp8: Any = is_torchao_float8) -> None:
     """C16a for one run: DeepSpeed in use, every projection float8, ``lm_head`` not, finite losses, and no
     warning from ``verify_fp8_status``."""
+    assert "error" not in run, f"{where}: the training run failed: {run.get('error')}\n{run.get('traceback', '')}"
     assert run["distributed_type"].endswith("DEEPSPEED"), f"{where}: the Trainer did not run DeepSpeed: {run}"
     found = projections(run["classes"])
     assert len(found) == len(PROJECTIONS) * NUM_LAYERS, f"{where}: projections found {sorted(found)}"
@@ -222,6 +223,9 @@ def test_c16b_zero_loss_tracks_the_run_without_fp8(
     """C16b: after 20 steps on a fixed batch the FP8 loss is within 10% of the same run without FP8 (same
     DeepSpeed config, same seed), and the loss went down: the float8 weights really train under ZeRO."""
     runs = single_rank[str(stage)]
+    for label in ("reference", "fp8"):
+        run = runs[label]
+        assert "error" not in run, f"ZeRO-{stage} {label} run failed: {run.get('error')}\n{run.get('traceback', '')}"
     reference_fp8 = {fqn: cls for fqn, cls in runs["reference"]["classes"].items() if is_torchao_float8(cls)}
     assert not reference_fp8, f"the run without FP8 has float8 layers (state leaked between runs): {reference_fp8}"
     problem = losses_close(runs["fp8"]["losses"], runs["reference"]["losses"])
@@ -235,6 +239,7 @@ def test_c16c_all_gather_flag_under_deepspeed_is_a_clear_error(
     """C16c: ``fp8_enable_fsdp_float8_all_gather=True`` under DeepSpeed is a ``ValueError`` naming the flag and
     DeepSpeed, raised before the first training step (not torch's "Couldn't swap Float8Linear.weight")."""
     run = single_rank[str(stage)]["all_gather"]
+    assert "error" not in run, f"ZeRO-{stage}: the all-gather run failed: {run.get('error')}"
     assert run["raised"], (
         f"ZeRO-{stage}: training with {ALL_GATHER_FLAG}=True under DeepSpeed raised nothing "
         f"({run['steps_before_error']} steps ran): the FSDP float8 all-gather was silently dropped or ignored"

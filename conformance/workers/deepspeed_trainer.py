@@ -148,13 +148,16 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             for name in options.runs.split(","):
                 slate.restore()
                 started = time.perf_counter()
-                if name == "all_gather":
-                    runs[name] = all_gather_run(impl, stage, Path(tmp))
-                else:
-                    fp8 = name == "fp8"
-                    runs[name] = train_run(
-                        impl, stage, options.steps, Path(tmp), fp8=fp8, backend=options.backend, cuda=options.cuda
-                    )
+                try:
+                    if name == "all_gather":
+                        runs[name] = all_gather_run(impl, stage, Path(tmp))
+                    else:
+                        fp8 = name == "fp8"
+                        runs[name] = train_run(
+                            impl, stage, options.steps, Path(tmp), fp8=fp8, backend=options.backend, cuda=options.cuda
+                        )
+                except Exception as exc:  # recorded per run: each test judges the run it needs
+                    runs[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
                 runs[name]["seconds"] = round(time.perf_counter() - started, 2)
             result["stages"][str(stage)] = runs
     slate.restore()
