@@ -45,7 +45,10 @@ def _plan(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from fp8ref_conformance.runner import run_check
 
-    return int(run_check(args.impl, gpu=args.gpu, report=args.report, extra_args=list(args.pytest_args)))
+    extra = list(args.pytest_args)
+    if extra[:1] == ["--"]:  # argparse.REMAINDER keeps the separator; pytest would take what follows as paths
+        extra = extra[1:]
+    return int(run_check(args.impl, gpu=args.gpu, report=args.report, extra_args=extra))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -99,3 +99,20 @@ def test_patched_accelerator_refuses_all_gather_under_deepspeed(monkeypatch: pyt
             Accelerator()
     finally:
         unpatch_accelerator_for_fp8()
+
+
+def test_check_passes_the_arguments_after_the_separator_to_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fp8ref check --impl M -- -k "c16 or c17"``: pytest gets ``-k "c16 or c17"``, not ``--`` first (which
+    made it read ``-k`` as a path: "module or package not found: -k")."""
+    import fp8ref_conformance.runner as runner
+    from fp8ref.cli import main
+
+    seen: dict[str, object] = {}
+
+    def fake_run_check(impl: str, **kwargs: object) -> int:
+        seen.update(kwargs, impl=impl)
+        return 0
+
+    monkeypatch.setattr(runner, "run_check", fake_run_check)
+    assert main(["check", "--impl", "some.module", "--", "-k", "c16 or c17"]) == 0
+    assert seen["impl"] == "some.module" and seen["extra_args"] == ["-k", "c16 or c17"]
