@@ -54,6 +54,8 @@ class FP8Report:
     #: FP8 is enabled on the accelerator but no model is prepared yet: the layers are checked after the
     #: accelerator's next ``prepare`` of a model.
     pending: bool = False
+    #: LoRA adapter layers (``...lora_A.default``), kept in high precision on purpose: not in ``skipped``.
+    lora_adapters: tuple[str, ...] = ()
 
     @property
     def state(self) -> str:
@@ -63,8 +65,6 @@ class FP8Report:
         if self.pending:
             return STATE_PENDING
         return STATE_IN_EFFECT if self.in_effect else STATE_NOT_IN_EFFECT
-    #: LoRA adapter layers (``...lora_A.default``), kept in high precision on purpose: not in ``skipped``.
-    lora_adapters: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
