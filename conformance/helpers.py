@@ -32,6 +32,9 @@ CONTRACT_FUNCTIONS = (
 #: Last FQN components that C9c excludes from conversion.
 HEAD_NAMES = ("lm_head", "embed_out", "embed_in", "wte", "wpe", "output", "classifier", "score", "head")
 
+#: FQN components that mark a LoRA adapter layer (C17b): in ANY component, not only the last.
+LORA_ADAPTER_COMPONENTS = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")
+
 #: Environment prefixes that C8d allows ``configure_fp8_environment`` to touch.
 ALLOWED_ENV_PREFIXES = ("ACCELERATE_MIXED_PRECISION", "ACCELERATE_FP8_", "FP8_")
 
@@ -398,13 +401,24 @@ def standin_te(directory: Path) -> Iterator[Path]:
 # --------------------------------------------------------------------------- the C9 rule
 
 
+def is_lora_adapter_fqn(fqn: str) -> bool:
+    """C17b: a module is an adapter layer when a component of its FQN (any, not only the last) is one of
+    :data:`LORA_ADAPTER_COMPONENTS`, as a whole component (``lora_A_proj`` is not one)."""
+    return any(part in LORA_ADAPTER_COMPONENTS for part in fqn.split("."))
+
+
 def contract_accepts(module: Any, fqn: str) -> bool:
-    """What clause C9 says the module filter must answer (used as the expectation in tests)."""
+    """What clauses C9 and C17b say the module filter must answer (used as the expectation in tests).
+
+    Two separate name rules: only the LAST component decides head and embedding names (C9c/d), while an
+    adapter component anywhere in the FQN rejects the module (C17b, a structural rule)."""
     import torch.nn as nn
 
     if not isinstance(module, nn.Linear):
         return False
     if module.in_features % 16 or module.out_features % 16:
+        return False
+    if is_lora_adapter_fqn(fqn):
         return False
     return fqn.rsplit(".", 1)[-1] not in HEAD_NAMES
 

@@ -8,7 +8,7 @@ import string
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from .helpers import ALLOWED_ENV_PREFIXES, HEAD_NAMES, VALID_BACKENDS
+from .helpers import ALLOWED_ENV_PREFIXES, HEAD_NAMES, LORA_ADAPTER_COMPONENTS, VALID_BACKENDS
 
 #: Examples per property under CI (derandomized, so every CI run checks the same cases) and for development.
 CI_EXAMPLES = 300
@@ -143,6 +143,9 @@ CONTAINING_COMPONENTS = (
     "outputs",
     "sub_head",
 )
+#: PEFT's structure around a LoRA layer, and names that only look like adapter components (C17b: these
+#: decide nothing; ``lora_A_proj``, ``lora_a`` and ``lora`` are ordinary components).
+LORA_STRUCTURE_COMPONENTS = ("base_layer", "default", "lora_A_proj", "lora_a", "lora", "my_lora_B", "lora_dropout")
 
 
 def fqn_components() -> st.SearchStrategy[str]:
@@ -150,13 +153,16 @@ def fqn_components() -> st.SearchStrategy[str]:
         st.sampled_from(ORDINARY_COMPONENTS),
         st.sampled_from(CONTAINING_COMPONENTS),
         st.sampled_from(HEAD_NAMES),
+        st.sampled_from(LORA_ADAPTER_COMPONENTS),
+        st.sampled_from(LORA_STRUCTURE_COMPONENTS),
         st.integers(0, 40).map(str),
         st.text(alphabet=string.ascii_lowercase + "_", min_size=1, max_size=10),
     )
 
 
 def fqns() -> st.SearchStrategy[str]:
-    """Dotted names whose components include head names alone, inside longer names, and as parents."""
+    """Dotted names whose components include head names alone, inside longer names, and as parents, and
+    LoRA adapter components (C17b) anywhere."""
     return st.one_of(
         st.just(""),
         st.lists(fqn_components(), min_size=1, max_size=5).map(".".join),

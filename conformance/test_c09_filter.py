@@ -217,14 +217,15 @@ def test_c9_property_filter_follows_the_contract(
     module_filter: Filter, kind: str, in_f: int, out_f: int, fqn: str
 ) -> None:
     """Generated module types (nn.Linear, subclasses, look-alikes with a 2-D weight and in/out features),
-    dimensions and FQNs (head names alone, inside longer names, in parent components): the filter
-    answers what C9 a-d and f say, and it is pure (e)."""
+    dimensions and FQNs (head names alone, inside longer names, in parent components; LoRA adapter
+    components anywhere, the rule C17b adds to the filter): the filter answers what C9 a-d and f (and C17b)
+    say, and it is pure (e)."""
     module = ALL_KINDS[kind](in_f, out_f)
     before = _fingerprint(module)
     first = _judge(module_filter, module, fqn)
     second = _judge(module_filter, module, fqn)
     expected = contract_accepts(module, fqn)
-    assert first is expected, f"{kind}({in_f}, {out_f}) at {fqn!r}: filter says {first}, C9 says {expected}"
+    assert first is expected, f"{kind}({in_f}, {out_f}) at {fqn!r}: filter says {first}, C9/C17b say {expected}"
     assert second is first, "C9e: the same input gave a different answer"
     _assert_same_fingerprint(before, _fingerprint(module))
 

@@ -3,6 +3,8 @@
     python examples/train_tiny_llama.py                    # FP8 (torchao, rowwise), 40 steps
     python examples/train_tiny_llama.py --bf16-baseline    # the same run without FP8, for comparison
     python examples/train_tiny_llama.py --recipe tensorwise --steps 50 --seed 1
+    python examples/train_tiny_llama.py --deepspeed zero3      # under DeepSpeed ZeRO-3 (pip install deepspeed)
+    python examples/train_tiny_llama.py --lora-rank 16         # LoRA (pip install peft): base layers in FP8
 
 What it shows: the two calls that make the Trainer train in FP8 (``configure_fp8_environment`` and
 ``patch_accelerator_for_fp8``, both before the Trainer builds its ``Accelerator``), the loss at every step,
@@ -13,17 +15,26 @@ The model is built from a ``LlamaConfig`` (no download) with projection sizes di
 enough for torchao's float8 kernels on a CPU, which are slow (they exist for correctness, not speed): expect
 about half a second per step here. On a GPU (``--cuda``) the same script runs the real FP8 kernels.
 The data are synthetic sequences (arithmetic progressions modulo the vocabulary), so the loss falls quickly.
+
+``--deepspeed zero2|zero3|CONFIG.json`` passes a DeepSpeed config to ``TrainingArguments(deepspeed=...)``; on the
+CPU it runs as one process with ``DS_ACCELERATOR=cpu`` (set here when unset, with the rendezvous variables).
+``--lora-rank R`` wraps the model with ``peft.get_peft_model`` (LoRA on the seven projections, or
+``--lora-targets``): the frozen base layers run in FP8, the adapters stay in high precision, and the report
+lists them under their own heading.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
+import os
 import sys
 import tempfile
 import textwrap
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +59,7 @@ from transformers import (  # noqa: E402
 import fp8ref  # noqa: E402
 
 VOCAB = 128
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
@@ -154,7 +166,57 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--cuda", action="store_true", help="train on the GPU instead of the CPU")
     parser.add_argument("--no-progress-bar", action="store_true", help="per-step lines only")
+    parser.add_argument(
+        "--deepspeed", metavar="zero2|zero3|CONFIG.json", help="train under DeepSpeed ZeRO (pip install deepspeed)"
+    )
+    parser.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank (pip install peft)")
+    parser.add_argument(
+        "--lora-targets", default=",".join(PROJECTIONS), help="comma-separated layers LoRA wraps (default: all 7)"
+    )
     return parser.parse_args(argv)
+
+
+def deepspeed_config(choice: str, cuda: bool) -> dict[str, Any]:
+    """A ZeRO config (``zero2``, ``zero3``, or a JSON file), and a one-process DeepSpeed environment."""
+    if choice in ("zero2", "zero3"):
+        config: dict[str, Any] = {
+            "zero_optimization": {"stage": int(choice[-1])},
+            "train_micro_batch_size_per_gpu": "auto",
+            "train_batch_size": "auto",
+            "gradient_accumulation_steps": "auto",
+        }
+    else:
+        with open(choice) as handle:
+            config = json.load(handle)
+    # A single process unless a launcher (deepspeed, torchrun, accelerate launch) set these already.
+    for name, value in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29517"), ("RANK", "0")):
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("WORLD_SIZE", "1")
+    os.environ.setdefault("LOCAL_RANK", "0")
+    # torch deprecates the collectives DeepSpeed 0.19 calls; one warning per call would bury the step lines.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed")
+    if not cuda:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        # One CPU process has no collectives worth DeepSpeed's shared-memory op, which it would otherwise build
+        # with the system compiler at first use (a minute on a small machine): plain torch.distributed instead.
+        import importlib
+
+        comm = importlib.import_module("deepspeed.comm.torch")
+        comm.build_shm_op = lambda: None
+    return config
+
+
+def with_lora(model: torch.nn.Module, rank: int, targets: list[str]) -> torch.nn.Module:
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise SystemExit(f"--lora-rank needs peft: pip install peft ({exc})") from exc
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
+    peft_model: torch.nn.Module = get_peft_model(model, config)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in peft_model.parameters())
+    print(f"== LoRA rank {rank} on {', '.join(targets)}: {trainable} of {total} parameters train", flush=True)
+    return peft_model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     fp8ref_logger.addHandler(logging.StreamHandler(sys.stdout))
     fp8ref_logger.setLevel(logging.INFO)
     mode = "bf16 baseline (FP8 off)" if options.bf16_baseline else f"FP8 (backend {options.backend})"
+    if options.deepspeed:
+        mode += f", DeepSpeed {options.deepspeed}"
+    if options.lora_rank:
+        mode += f", LoRA rank {options.lora_rank}"
     print(f"== tiny Llama, {options.layers} layers, {options.steps} steps, {mode}, seed {options.seed}", flush=True)
     if fp8_args.fp8:
         # Both before the Trainer exists: the Trainer builds its own Accelerator inside its __init__.
@@ -176,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     fp8ref_logger.setLevel(logging.WARNING)  # the report is printed below; warnings still show
 
+    extra: dict[str, Any] = {}
+    if options.deepspeed:
+        try:
+            extra["deepspeed"] = deepspeed_config(options.deepspeed, options.cuda)
+        except ImportError as exc:
+            print(f"--deepspeed needs DeepSpeed: pip install deepspeed ({exc})", file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory(prefix="fp8ref-tiny-llama-") as scratch:
         training_args = TrainingArguments(
             output_dir=options.output_dir or scratch,
@@ -191,12 +264,16 @@ def main(argv: list[str] | None = None) -> int:
             bf16=options.bf16_baseline,
             seed=options.seed,
             disable_tqdm=options.no_progress_bar,
+            **extra,
         )
         dataset = ArithmeticSequences(
             count=max(64, options.steps * options.batch_size), seq_len=options.seq_len, seed=1
         )
+        model: torch.nn.Module = tiny_llama(options.layers, options.seq_len, options.seed)
+        if options.lora_rank:
+            model = with_lora(model, options.lora_rank, options.lora_targets.split(","))
         trainer = Trainer(
-            model=tiny_llama(options.layers, options.seq_len, options.seed),
+            model=model,
             args=training_args,
             train_dataset=dataset,
         )

@@ -25,7 +25,15 @@ def _plan(args: argparse.Namespace) -> int:
     from fp8ref.plan import plan_config
 
     started = time.perf_counter()
-    plan = plan_config(args.config, recipe=args.recipe, size_aware=args.auto_filter, tokens=args.tokens, gpu=args.gpu)
+    plan = plan_config(
+        args.config,
+        recipe=args.recipe,
+        size_aware=args.auto_filter,
+        tokens=args.tokens,
+        gpu=args.gpu,
+        lora_rank=args.lora_rank,
+        lora_targets=args.lora_targets.split(",") if args.lora_targets else None,
+    )
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -38,7 +46,7 @@ def _check(args: argparse.Namespace) -> int:
     from fp8ref_conformance.runner import run_check
 
     extra = list(args.pytest_args)
-    if extra[:1] == ["--"]:
+    if extra[:1] == ["--"]:  # argparse.REMAINDER keeps the separator; pytest would take what follows as paths
         extra = extra[1:]
     return int(
         run_check(
@@ -74,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--tokens", type=int, default=8192, help="tokens per step for the speedup estimate")
     plan.add_argument("--gpu", default="h100-sxm", help="GPU of the roofline estimate (h100-sxm, h100-pcie, h200)")
+    plan.add_argument(
+        "--lora-rank", type=int, help="plan a LoRA run of this rank: base layers convert, adapters stay in bf16"
+    )
+    plan.add_argument(
+        "--lora-targets",
+        help="comma-separated layer names LoRA wraps (q_proj,v_proj); default 'all': every linear layer but heads",
+    )
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(run=_plan)
 

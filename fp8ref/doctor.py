@@ -149,6 +149,8 @@ def run_doctor() -> DoctorReport:
             ("transformers", "transformers"),
             ("torchao", "torchao"),
             ("transformer-engine", "transformer-engine"),
+            ("deepspeed", "deepspeed"),
+            ("peft", "peft"),
         )
     }
     return DoctorReport(

@@ -18,6 +18,7 @@ from typing import Any
 
 from fp8ref.backends import INSTALL_HINT, probe_backend, resolve_backend
 from fp8ref.config import Backend, FP8Settings, parse_recipe
+from fp8ref.deepspeed_check import check_deepspeed_compatible, deepspeed_requested
 from fp8ref.errors import FP8ConfigError
 from fp8ref.recipes import TE_AMAX_COMPUTE_ALGO, TE_AMAX_HISTORY_LEN, TE_FP8_FORMAT
 
@@ -75,10 +76,17 @@ def configure_fp8_environment(training_args: Any) -> dict[str, str]:
 
     Returns the variables whose value changed (name to new value). Does nothing when FP8 is off.
     Validation happens before any variable is written, so an invalid request leaves ``os.environ`` as
-    it was. Idempotent.
+    it was: an unknown backend, or the FSDP float8 all-gather with a DeepSpeed config in the arguments
+    (:class:`FP8ConfigError`, see :mod:`fp8ref.deepspeed_check`). Idempotent.
     """
     settings = FP8Settings.from_training_args(training_args)
     variables = _variables_for(settings)
+    if variables:
+        check_deepspeed_compatible(
+            settings.enable_fsdp_float8_all_gather,
+            deepspeed=deepspeed_requested(training_args, environ={}),
+            where="the training arguments carry a DeepSpeed config",
+        )
     if variables and settings.backend is not Backend.AUTO:
         probe = probe_backend(settings.backend)
         if not probe.available:

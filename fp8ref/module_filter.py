@@ -3,12 +3,18 @@
 The rules, in order (the first that applies decides):
 
 1. only ``nn.Linear`` (or a subclass) is converted;
-2. both ``in_features`` and ``out_features`` must be divisible by 16 (the float8 GEMM kernels need it);
-3. heads and embeddings stay in high precision: a layer whose *last* FQN component is one of
+2. LoRA adapters stay in high precision, whatever their rank: a layer with a FQN component (any
+   component, not only the last) in :data:`LORA_ADAPTER_COMPONENTS` is skipped. PEFT names the adapter
+   modules after them (``...q_proj.lora_A.default``) and keeps the frozen base layer as
+   ``...q_proj.base_layer``, which is converted. Adapter GEMMs are rank-sized, where float8 casts cost
+   more than they save, and the adapters are the only weights that train (clause C17b). This is a
+   structural rule, separate from rule 4: only the last component decides head and embedding names;
+3. both ``in_features`` and ``out_features`` must be divisible by 16 (the float8 GEMM kernels need it);
+4. heads and embeddings stay in high precision: a layer whose *last* FQN component is one of
    :data:`HEAD_AND_EMBEDDING_NAMES` is skipped. Only the last component counts, and only as a whole
    word: ``encoder.layer.3.output.dense`` (BERT's largest layers), ``attention.output.dense`` and
    ``output_proj`` are converted;
-4. optionally (``size_aware=True``) layers too small to gain from FP8 are skipped (see
+5. optionally (``size_aware=True``) layers too small to gain from FP8 are skipped (see
    :class:`SizeThreshold`).
 """
 
@@ -25,6 +31,8 @@ from fp8ref.config import TorchaoRecipe
 HEAD_AND_EMBEDDING_NAMES: frozenset[str] = frozenset(
     {"lm_head", "embed_out", "embed_in", "wte", "wpe", "output", "classifier", "score", "head"}
 )
+#: FQN components that PEFT gives LoRA adapter modules (``...q_proj.lora_A.default``): never converted.
+LORA_ADAPTER_COMPONENTS: frozenset[str] = frozenset({"lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"})
 FP8_DIM_MULTIPLE = 16
 
 
@@ -34,6 +42,7 @@ class SkipReason(str, enum.Enum):
     NOT_LINEAR = "not an nn.Linear"
     DIM_NOT_DIVISIBLE_BY_16 = "dimension not divisible by 16"
     HEAD_OR_EMBEDDING = "head or embedding layer"
+    LORA_ADAPTER = "LoRA adapter layer: kept in high precision"
     BELOW_SIZE_THRESHOLD = "too small to gain from FP8"
 
 
@@ -82,6 +91,16 @@ def last_component(fqn: str) -> str:
     return fqn.rsplit(".", 1)[-1]
 
 
+def lora_adapter_component(fqn: str) -> str | None:
+    """The first component of ``fqn`` that marks a LoRA adapter (``lora_A``, ...), or ``None``."""
+    return next((part for part in fqn.split(".") if part in LORA_ADAPTER_COMPONENTS), None)
+
+
+def is_lora_adapter(fqn: str) -> bool:
+    """Whether ``fqn`` names a LoRA adapter module or a module inside one."""
+    return lora_adapter_component(fqn) is not None
+
+
 def explain(module: Any, fqn: str, *, size_threshold: SizeThreshold | None = None) -> FilterDecision:
     """Decide whether ``module`` (named ``fqn`` in its model) is converted to FP8, and say why.
 
@@ -89,6 +108,14 @@ def explain(module: Any, fqn: str, *, size_threshold: SizeThreshold | None = Non
     """
     if not isinstance(module, nn.Linear):
         return FilterDecision(fqn, False, SkipReason.NOT_LINEAR, f"{type(module).__name__} is not an nn.Linear")
+    adapter = lora_adapter_component(fqn)
+    if adapter is not None:
+        return FilterDecision(
+            fqn,
+            False,
+            SkipReason.LORA_ADAPTER,
+            f"FQN component '{adapter}' is a PEFT adapter: rank-sized GEMMs, and the only weights that train",
+        )
     k, n = module.in_features, module.out_features
     if k % FP8_DIM_MULTIPLE or n % FP8_DIM_MULTIPLE:
         return FilterDecision(
@@ -113,7 +140,7 @@ def explain(module: Any, fqn: str, *, size_threshold: SizeThreshold | None = Non
 
 
 def module_filter(module: Any, fqn: str) -> bool:
-    """The default filter (rules 1 to 3): ``True`` when ``module`` should be converted to FP8."""
+    """The default filter (rules 1 to 4): ``True`` when ``module`` should be converted to FP8."""
     return explain(module, fqn).convert
 
 
@@ -121,7 +148,7 @@ def module_filter(module: Any, fqn: str) -> bool:
 class ModuleFilter:
     """A picklable, comparable ``module_filter_func`` for ``AORecipeKwargs``.
 
-    ``ModuleFilter()`` applies rules 1 to 3; ``ModuleFilter(size_threshold=SizeThreshold(recipe))`` adds
+    ``ModuleFilter()`` applies rules 1 to 4; ``ModuleFilter(size_threshold=SizeThreshold(recipe))`` adds
     the size rule.
     """
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from fp8ref.backends import resolve_backend
 from fp8ref.config import Backend, FP8Settings
+from fp8ref.deepspeed_check import check_deepspeed_compatible, deepspeed_requested
 from fp8ref.environment import settings_from_environment
 from fp8ref.recipes import build_fp8_handler, build_module_filter
 
@@ -64,6 +65,7 @@ def _patched_init(original_init: Callable[..., None]) -> Callable[..., None]:
             handlers.append(build_fp8_handler(settings))
             logger.info("fp8ref: added the FP8 recipe handler to Accelerator(kwargs_handlers=...)")
         arguments["kwargs_handlers"] = handlers
+        _refuse_all_gather_under_deepspeed(arguments, handlers)
         requested = arguments.get("mixed_precision")
         if requested not in (None, "fp8"):
             logger.info("fp8ref: Accelerator(mixed_precision=%r) overridden by 'fp8'", requested)
@@ -72,6 +74,14 @@ def _patched_init(original_init: Callable[..., None]) -> Callable[..., None]:
 
     setattr(__init__, _PATCH_MARKER, True)
     return __init__
+
+
+def _refuse_all_gather_under_deepspeed(arguments: dict[str, Any], handlers: list[Any]) -> None:
+    """C16c: the FSDP float8 all-gather under DeepSpeed is an ``FP8ConfigError`` here, before ``prepare``."""
+    deepspeed = bool(arguments.get("deepspeed_plugin") or arguments.get("deepspeed_plugins")) or deepspeed_requested()
+    configs = [getattr(handler, "config", None) for handler in handlers]
+    all_gather = any(bool(getattr(config, "enable_fsdp_float8_all_gather", False)) for config in configs)
+    check_deepspeed_compatible(all_gather, deepspeed=deepspeed, where="Accelerator() runs under DeepSpeed")
 
 
 def _remap_optimizers(mapping: dict[Any, Any], optimizers: list[Any]) -> int:

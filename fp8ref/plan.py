@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,13 +20,15 @@ import torch.nn as nn
 
 from fp8ref.config import TorchaoRecipe
 from fp8ref.errors import FP8ConfigError
-from fp8ref.module_filter import SizeThreshold, explain
+from fp8ref.module_filter import HEAD_AND_EMBEDDING_NAMES, SizeThreshold, explain, last_component
 from fp8ref.roofline import GPUSpec, predict
 from fp8ref.verify import emulates_float8, is_fp8_layer
 
 logger = logging.getLogger(__name__)
 
 EMBEDDED_CONFIG = "tiny_llama.json"
+#: PEFT's default adapter name: ``...q_proj.lora_A.default``.
+LORA_ADAPTER_NAME = "default"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class LayerPlan:
     reason: str
     bf16_time_s: float
     fp8_time_s: float
+    lora_adapter: bool = False
 
     @property
     def macs_per_token(self) -> int:
@@ -53,6 +57,7 @@ class LayerPlan:
             "out_features": self.out_features,
             "convert": self.convert,
             "reason": self.reason,
+            "lora_adapter": self.lora_adapter,
             "predicted_speedup": round(self.predicted_speedup, 4),
         }
 
@@ -65,6 +70,8 @@ class ConversionPlan:
     tokens: int
     gpu: str
     layers: tuple[LayerPlan, ...] = field(default=())
+    lora_rank: int | None = None
+    lora_targets: tuple[str, ...] = ()
 
     @property
     def converted(self) -> tuple[LayerPlan, ...]:
@@ -83,6 +90,11 @@ class ConversionPlan:
         fp8 = sum(layer.fp8_time_s if layer.convert else layer.bf16_time_s for layer in self.layers)
         return bf16 / fp8 if fp8 else 1.0
 
+    @property
+    def lora_adapters(self) -> tuple[LayerPlan, ...]:
+        """The LoRA adapter layers of a LoRA plan (``...lora_A.default``, ``...lora_B.default``)."""
+        return tuple(layer for layer in self.layers if layer.lora_adapter)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -90,10 +102,13 @@ class ConversionPlan:
             "size_aware": self.size_aware,
             "tokens": self.tokens,
             "gpu": self.gpu,
+            "lora": {"rank": self.lora_rank, "targets": list(self.lora_targets)} if self.lora_rank else None,
             "totals": {
                 "linear_layers": len(self.layers),
                 "converted": len(self.converted),
                 "skipped": len(self.layers) - len(self.converted),
+                "lora_adapters": len(self.lora_adapters),
+                "lora_adapters_converted": sum(layer.convert for layer in self.lora_adapters),
                 "fp8_flop_share": round(self.fp8_flop_share, 6),
                 "predicted_linear_speedup": round(self.predicted_linear_speedup, 4),
             },
@@ -102,8 +117,9 @@ class ConversionPlan:
 
     def render(self) -> str:
         width = max((len(layer.fqn) for layer in self.layers), default=10)
+        lora = f", LoRA rank {self.lora_rank} on {','.join(self.lora_targets)}" if self.lora_rank else ""
         lines = [
-            f"FP8 plan for {self.model} (recipe {self.recipe}{', size-aware filter' if self.size_aware else ''}; "
+            f"FP8 plan for {self.model} (recipe {self.recipe}{', size-aware filter' if self.size_aware else ''}{lora}; "
             f"speedups: roofline bound on {self.gpu} at {self.tokens} tokens)",
             f"{'layer':<{width}}  {'in':>6} {'out':>7}  {'plan':<7} {'bound':>6}  reason",
         ]
@@ -117,6 +133,16 @@ class ConversionPlan:
             "",
             f"linear layers: {len(self.layers)}, converted: {len(self.converted)}, "
             f"skipped: {len(self.layers) - len(self.converted)}",
+        ]
+        if self.lora_rank:
+            adapters = self.lora_adapters
+            base = sum(layer.fqn.endswith(".base_layer") and layer.convert for layer in self.layers)
+            lines.append(
+                f"LoRA rank {self.lora_rank}: {base} frozen base layers converted, {len(adapters)} adapter layers, "
+                f"{sum(layer.convert for layer in adapters)} of them converted (adapters stay in high precision); "
+                "the FLOP share counts the adapters' GEMMs, in high precision"
+            )
+        lines += [
             f"share of linear FLOPs in FP8: {100 * self.fp8_flop_share:.1f}%",
             f"roofline bound of the linear layers' speedup: {self.predicted_linear_speedup:.2f}x "
             "(an upper bound: real runs reach less; attention and other ops are not counted)",
@@ -170,46 +196,97 @@ def plan_model(
     size_aware: bool = False,
     tokens: int = 8192,
     gpu: str | GPUSpec = "h100-sxm",
+    lora_rank: int | None = None,
+    lora_targets: Sequence[str] | None = None,
 ) -> ConversionPlan:
     """Plan the conversion of every ``nn.Linear`` of ``model`` with fp8ref's module filter.
 
     A model that is already converted is judged as :func:`~fp8ref.verify.verify_fp8_status` judges it: a
     torchao ``Float8Linear`` counts as FP8 (``convert``) only when it does not emulate float8; an emulating one
     runs its matmul in high precision, so it is planned at the bf16 time.
+
+    With ``lora_rank`` it plans a LoRA run as PEFT lays it out: each targeted linear layer ``X`` becomes
+    ``X.base_layer`` (frozen, same shape) plus the adapters ``X.lora_A.default`` (in -> rank) and
+    ``X.lora_B.default`` (rank -> out), and the filter judges each of them by its name and shape.
+    ``lora_targets`` are last FQN components (``q_proj``); ``None`` or ``["all"]`` targets every linear layer
+    except heads and embeddings (LLaMA-Factory's ``lora_target: all``).
     """
     chosen = TorchaoRecipe(recipe)
     threshold = SizeThreshold(chosen) if size_aware else None
+    if lora_rank is not None and lora_rank < 1:
+        raise FP8ConfigError(f"--lora-rank must be a positive integer, got {lora_rank}")
+    if lora_targets and not lora_rank:
+        raise FP8ConfigError("LoRA targets were given without a LoRA rank: add --lora-rank R (for example 16)")
+    targets = _lora_targets(model, lora_targets) if lora_rank else ()
+    found = {last_component(fqn) for fqn, module in model.named_modules() if isinstance(module, nn.Linear)}
+    missing = sorted(set(targets) - found)
+    if missing:
+        raise FP8ConfigError(
+            f"LoRA targets {missing} name no linear layer of {name}; its linear layers are {sorted(found)}"
+        )
     layers = []
     for fqn, module in model.named_modules():
         if not isinstance(module, nn.Linear):
             continue
-        estimate = predict(tokens, module.in_features, module.out_features, chosen.value, gpu)
-        fp8_time = estimate.fp8_time_s
-        if is_fp8_layer(module):
-            convert = not emulates_float8(module)
-            reason = (
-                "already an FP8 layer"
-                if convert
-                else "FP8 layer that emulates float8 (emulate=True): high-precision matmul, no speedup"
-            )
-            fp8_time = fp8_time if convert else estimate.bf16_time_s
+        k, n = module.in_features, module.out_features
+        if lora_rank and last_component(fqn) in targets:
+            shapes = [
+                (f"{fqn}.base_layer", k, n, False),
+                (f"{fqn}.lora_A.{LORA_ADAPTER_NAME}", k, lora_rank, True),
+                (f"{fqn}.lora_B.{LORA_ADAPTER_NAME}", lora_rank, n, True),
+            ]
         else:
-            decision = explain(module, fqn, size_threshold=threshold)
-            convert = decision.convert
-            reason = decision.detail if decision.convert or decision.reason is None else decision.reason.value
-        layers.append(
-            LayerPlan(
-                fqn=fqn,
-                in_features=module.in_features,
-                out_features=module.out_features,
-                convert=convert,
-                reason=reason,
-                bf16_time_s=estimate.bf16_time_s,
-                fp8_time_s=fp8_time,
-            )
-        )
+            shapes = [(fqn, k, n, False)]
+        for layer_fqn, in_f, out_f, adapter in shapes:
+            layer = module if layer_fqn == fqn else nn.Linear(in_f, out_f, bias=False, device="meta")
+            layers.append(_layer_plan(layer, layer_fqn, threshold, tokens, chosen, gpu, adapter))
     gpu_name = gpu.name if isinstance(gpu, GPUSpec) else gpu
-    return ConversionPlan(name, chosen.value, size_aware, tokens, gpu_name, tuple(layers))
+    return ConversionPlan(
+        name, chosen.value, size_aware, tokens, gpu_name, tuple(layers), lora_rank or None, tuple(targets)
+    )
+
+
+def _lora_targets(model: nn.Module, requested: Sequence[str] | None) -> tuple[str, ...]:
+    names = [name.strip() for name in requested or () if name.strip()]
+    if names and names != ["all"]:
+        return tuple(dict.fromkeys(names))
+    linear = (last_component(fqn) for fqn, m in model.named_modules() if isinstance(m, nn.Linear))
+    return tuple(dict.fromkeys(name for name in linear if name not in HEAD_AND_EMBEDDING_NAMES))
+
+
+def _layer_plan(
+    module: nn.Linear,
+    fqn: str,
+    threshold: SizeThreshold | None,
+    tokens: int,
+    recipe: TorchaoRecipe,
+    gpu: str | GPUSpec,
+    lora_adapter: bool,
+) -> LayerPlan:
+    estimate = predict(tokens, module.in_features, module.out_features, recipe.value, gpu)
+    fp8_time = estimate.fp8_time_s
+    if is_fp8_layer(module):
+        convert = not emulates_float8(module)
+        reason = (
+            "already an FP8 layer"
+            if convert
+            else "FP8 layer that emulates float8 (emulate=True): high-precision matmul, no speedup"
+        )
+        fp8_time = fp8_time if convert else estimate.bf16_time_s
+    else:
+        decision = explain(module, fqn, size_threshold=threshold)
+        convert = decision.convert
+        reason = decision.detail if decision.convert or decision.reason is None else decision.reason.value
+    return LayerPlan(
+        fqn=fqn,
+        in_features=module.in_features,
+        out_features=module.out_features,
+        convert=convert,
+        reason=reason,
+        bf16_time_s=estimate.bf16_time_s,
+        fp8_time_s=fp8_time,
+        lora_adapter=lora_adapter,
+    )
 
 
 def plan_config(
@@ -219,8 +296,19 @@ def plan_config(
     size_aware: bool = False,
     tokens: int = 8192,
     gpu: str | GPUSpec = "h100-sxm",
+    lora_rank: int | None = None,
+    lora_targets: Sequence[str] | None = None,
 ) -> ConversionPlan:
     """Plan the conversion of the model of a ``config.json`` (the embedded tiny Llama by default)."""
     name, config_dict = load_config_dict(path)
     model = build_meta_model(config_dict)
-    return plan_model(model, name=name, recipe=recipe, size_aware=size_aware, tokens=tokens, gpu=gpu)
+    return plan_model(
+        model,
+        name=name,
+        recipe=recipe,
+        size_aware=size_aware,
+        tokens=tokens,
+        gpu=gpu,
+        lora_rank=lora_rank,
+        lora_targets=lora_targets,
+    )

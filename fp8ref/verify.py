@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from fp8ref.config import FP8Settings
 from fp8ref.errors import FP8NotActiveError
-from fp8ref.module_filter import SizeThreshold, explain
+from fp8ref.module_filter import SizeThreshold, explain, is_lora_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class FP8Report:
     #: FP8 is enabled on the accelerator but no model is prepared yet: the layers are checked after the
     #: accelerator's next ``prepare`` of a model.
     pending: bool = False
+    #: LoRA adapter layers (``...lora_A.default``), kept in high precision on purpose: not in ``skipped``.
+    lora_adapters: tuple[str, ...] = ()
 
     @property
     def state(self) -> str:
@@ -74,6 +76,7 @@ class FP8Report:
             "recipe": self.recipe,
             "converted": list(self.converted),
             "skipped": [{"fqn": fqn, "reason": reason} for fqn, reason in self.skipped],
+            "lora_adapters": list(self.lora_adapters),
             "problems": list(self.problems),
             "emulated": list(self.emulated),
         }
@@ -90,6 +93,9 @@ class FP8Report:
             lines.append(f"  of which emulate float8 (no float8 matmul): {len(self.emulated)}")
         lines.append(f"  skipped linear layers: {len(self.skipped)}")
         lines += [f"    - {fqn or '<root>'}: {reason}" for fqn, reason in self.skipped]
+        if self.lora_adapters:
+            lines.append(f"  LoRA adapter layers kept in high precision: {len(self.lora_adapters)}")
+            lines += [f"    - {fqn}" for fqn in self.lora_adapters]
         lines += [f"  problem: {problem}" for problem in self.problems]
         return "\n".join(lines)
 
@@ -140,7 +146,13 @@ def _prepared_models(accelerator: Any) -> list[nn.Module]:
 
 
 def _stale_optimizer_params(accelerator: Any, models: list[nn.Module]) -> int:
-    """How many parameters the prepared optimizers hold that no prepared model holds any more."""
+    """How many parameters the prepared optimizers hold that no prepared model holds any more.
+
+    Not asked under DeepSpeed: its ZeRO optimizers hold flat fp32 partitions of their own (built by
+    ``deepspeed.initialize``, after accelerate's float8 conversion), never the model's parameters.
+    """
+    if str(getattr(accelerator, "distributed_type", "")).rsplit(".", 1)[-1] == "DEEPSPEED":
+        return 0
     in_models = {id(param) for model in models for param in model.parameters()}
     stale = 0
     for optimizer in getattr(accelerator, "_optimizers", None) or []:
@@ -218,6 +230,7 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings) -> FP8Report:
     converted: list[str] = []
     emulated: list[str] = []
     skipped: list[tuple[str, str]] = []
+    adapters: list[str] = []
     accepted_but_not_converted: list[str] = []
     for fqn, module in _walk(models):
         if is_fp8_layer(module, fp8_classes):
@@ -225,7 +238,9 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings) -> FP8Report:
             if emulates_float8(module):
                 emulated.append(fqn)
             continue
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) and is_lora_adapter(fqn):
+            adapters.append(fqn)
+        elif isinstance(module, nn.Linear):
             decision = explain(module, fqn, size_threshold=size_threshold)
             if decision.convert:
                 accepted_but_not_converted.append(fqn)
@@ -271,6 +286,7 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings) -> FP8Report:
         skipped=tuple(skipped),
         problems=tuple(problems),
         emulated=tuple(emulated),
+        lora_adapters=tuple(adapters),
     )
 
 

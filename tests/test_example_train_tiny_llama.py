@@ -68,3 +68,19 @@ def test_example_bf16_baseline_runs_without_fp8(tmp_path: Path) -> None:
     assert "FP8: not requested" in out, out
     assert "IN EFFECT" not in out
     assert "patched Accelerator" not in out
+
+
+def test_example_lora_under_deepspeed_zero3(tmp_path: Path) -> None:
+    """``--deepspeed zero3 --lora-rank 16`` in one run (one subprocess for both options, to keep CI lean):
+    base layers in FP8 under ZeRO-3, the 28 adapters listed apart and kept in high precision."""
+    pytest.importorskip("deepspeed", reason="--deepspeed needs deepspeed (in fp8ref's test extra)")
+    pytest.importorskip("peft", reason="--lora-rank needs peft (in fp8ref's test extra)")
+    done = run_example("--deepspeed", "zero3", "--lora-rank", "16", "--no-progress-bar", output_dir=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    step_losses(out)
+    assert "DeepSpeed zero3, LoRA rank 16" in out, out
+    report = out.split("== verify_fp8_status report", 1)[1]
+    assert "FP8: IN EFFECT (backend AO, recipe rowwise)" in report and "converted layers: 14" in report, report
+    assert "LoRA adapter layers kept in high precision: 28" in report, report
+    assert "q_proj.base_layer" in report and "q_proj.lora_A.default" in report, report

@@ -92,6 +92,15 @@ CASES = [
         frozenset({"C12d"}),
         frozenset({"C12a", "C12b"}),
     ),
+    # Only the all-gather runs of C16 (the suite starts no training run when only C16c is selected).
+    Broken("fp8broken_deepspeed_all_gather", "c16c", frozenset({"C16c"}), frozenset()),
+    # The filter tests of C17b, and C9e on the same filter (fast: no training run).
+    Broken(
+        "fp8broken_lora_adapters_converted",
+        "c17b_filter or c17b_property or c9e",
+        frozenset({"C17b"}),
+        frozenset({"C9e"}),
+    ),
 ]
 
 
@@ -145,7 +154,7 @@ def test_suite_fails_broken_implementation_on_its_clause(
 def test_suite_passes_an_independent_correct_implementation(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The whole CPU suite (C1..C15 and the G tests' CPU twins) against ``correct/fp8alt_minimal.py``,
+    """The whole CPU suite (C1..C17 and the G tests' CPU twins) against ``correct/fp8alt_minimal.py``,
     which shares no code with fp8ref: the suite judges behaviour, not fp8ref's way of doing things."""
     result, report = run_suite(pytester, monkeypatch, "fp8alt_minimal", "c", directory=CORRECT_DIR)
     failed = {
@@ -154,5 +163,6 @@ def test_suite_passes_an_independent_correct_implementation(
     assert failed == {}
     expected = ({f"C{n}" for n in range(1, 16)} - {"C8", "C9", "C12", "C13"}) | {"C5e", "C12c", "C12d"}
     expected |= {f"G{n}/cpu" for n in range(1, 5)}
+    expected |= {f"C{n}{letter}" for n in (16, 17) for letter in "abc"}
     assert expected <= set(report["clauses"]), sorted(report["clauses"])
     assert report["all_passed"] is True and result.ret == pytest.ExitCode.OK

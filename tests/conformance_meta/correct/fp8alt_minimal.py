@@ -16,6 +16,7 @@ import torch.nn as nn
 logger = logging.getLogger(__name__)
 
 HEADS = {"lm_head", "embed_out", "embed_in", "wte", "wpe", "output", "classifier", "score", "head"}
+ADAPTERS = {"lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"}
 FP8_HANDLER_NAMES = {"AORecipeKwargs", "TERecipeKwargs", "FP8RecipeKwargs", "MSAMPRecipeKwargs"}
 
 
@@ -50,7 +51,10 @@ def module_filter_func(module: nn.Module, fqn: str) -> bool:
         return False
     if module.in_features % 16 or module.out_features % 16:
         return False
-    return fqn.split(".")[-1] not in HEADS
+    parts = fqn.split(".")
+    if ADAPTERS.intersection(parts):  # a LoRA adapter, at any depth: kept in high precision
+        return False
+    return parts[-1] not in HEADS
 
 
 def create_fp8_kwargs(training_args: Any) -> list[Any]:
@@ -189,6 +193,14 @@ def patch_accelerator_for_fp8() -> None:
     original = Accelerator.__init__
 
     def __init__(self: Any, *positional: Any, **kwargs: Any) -> None:
+        deepspeed = kwargs.get("deepspeed_plugin") or kwargs.get("deepspeed_plugins")
+        if not deepspeed:
+            deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+        if deepspeed and all_gather:
+            raise ValueError(
+                "fp8_enable_fsdp_float8_all_gather is for FSDP2 only and does not work with DeepSpeed: "
+                "turn it off for DeepSpeed runs"
+            )
         handlers = list(kwargs.get("kwargs_handlers") or [])
         if not any(type(handler).__name__ in FP8_HANDLER_NAMES for handler in handlers):
             handlers += create_fp8_kwargs(args)

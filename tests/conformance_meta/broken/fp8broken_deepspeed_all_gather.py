@@ -1,0 +1,42 @@
+"""Broken on purpose (breaks C16c): the FSDP float8 all-gather flag is let through under DeepSpeed, so the
+run fails late, inside torch (``Couldn't swap Float8Linear.weight``), instead of with a clear ValueError
+before the first step. fp8ref with its two DeepSpeed checks (configure, patched Accelerator) switched off."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import fp8ref.patch
+from fp8ref import configure_fp8_environment as _reference_configure
+from fp8ref import (
+    create_fp8_kwargs,
+    get_fp8_mixed_precision,
+    patch_accelerator_for_fp8,
+    verify_fp8_status,
+)
+
+__all__ = [
+    "configure_fp8_environment",
+    "create_fp8_kwargs",
+    "get_fp8_mixed_precision",
+    "patch_accelerator_for_fp8",
+    "verify_fp8_status",
+]
+
+
+def configure_fp8_environment(training_args: Any) -> Any:
+    # Only the three FP8 attributes reach fp8ref: it never sees the DeepSpeed config of the arguments.
+    args = types.SimpleNamespace(
+        fp8=getattr(training_args, "fp8", False),
+        fp8_backend=getattr(training_args, "fp8_backend", "auto"),
+        fp8_enable_fsdp_float8_all_gather=getattr(training_args, "fp8_enable_fsdp_float8_all_gather", False),
+    )
+    return _reference_configure(args)
+
+
+def _let_through(arguments: dict[str, Any], handlers: list[Any]) -> None:
+    """The seed's behaviour: no check of the all-gather flag against DeepSpeed."""
+
+
+fp8ref.patch._refuse_all_gather_under_deepspeed = _let_through  # type: ignore[attr-defined]
