@@ -6,6 +6,7 @@ The numbers below are made up to test the arithmetic of the report; they are not
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -209,6 +210,8 @@ def test_cpu_smoke_json_feeds_the_report_module(tmp_path: Path) -> None:
     into a report with a row per variant. (This is where ``pytest -m "not gpu"`` runs the bench: ``bench/``
     is not among the default test paths, so the smoke runs once, in its own session.)"""
     path = tmp_path / "smoke.json"
+    # pytest-benchmark disables itself when it sees an xdist worker's variables, which this process may have.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
     smoke = subprocess.run(
         [
             sys.executable,
@@ -223,6 +226,7 @@ def test_cpu_smoke_json_feeds_the_report_module(tmp_path: Path) -> None:
             f"--benchmark-json={path}",
         ],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
         check=False,

@@ -109,10 +109,10 @@ def test_check_passes_the_arguments_after_the_separator_to_pytest(monkeypatch: p
 
     seen: dict[str, object] = {}
 
-    def fake_run_check(impl: str, **kwargs: object) -> int:
-        seen.update(kwargs, impl=impl)
+    def fake_run_check(impls: list[str], **kwargs: object) -> int:
+        seen.update(kwargs, impls=impls)
         return 0
 
     monkeypatch.setattr(runner, "run_check", fake_run_check)
     assert main(["check", "--impl", "some.module", "--", "-k", "c16 or c17"]) == 0
-    assert seen["impl"] == "some.module" and seen["extra_args"] == ["-k", "c16 or c17"]
+    assert seen["impls"] == ["some.module"] and seen["extra_args"] == ["-k", "c16 or c17"]
