@@ -89,7 +89,8 @@ def pytest_command(
     if xfails:
         command += ["--fp8-xfails", xfails]
     if workers:
-        command += ["-n", str(workers)]
+        # loadfile: a file's tests share one worker, so a module-scoped training run (C16, C17) runs once.
+        command += ["-n", str(workers), "--dist", "loadfile"]
     return [*command, *extra_args]
 
 
@@ -115,6 +116,10 @@ def run_one(
     env = dict(os.environ)
     env[NO_TABLE_ENV] = "1"
     env[THOROUGH_ENV_VAR] = "1"  # a check is as thorough as CI (300 derandomized examples per property)
+    if workers > 1 and "OMP_NUM_THREADS" not in env:
+        # Each xdist worker is a torch process with one intra-op thread per core by default: N workers
+        # would run N x cores spinning threads on the cores (several times slower). Share the cores out.
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     stream.flush()
     command = pytest_command(impl, gpu, report_path, extra_args, xfails=xfails, workers=workers)
     proc = subprocess.run(command, env=env, check=False)
