@@ -27,57 +27,10 @@ import pytest
 import torch
 
 from .helpers import capture_logs, env_snapshot, fp8_env_prefixes
+from .tiny_trainer import NUM_LAYERS, PROJECTIONS, FixedBatch, tiny_llama, training_arguments_class
 
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-NUM_LAYERS = 2
-VOCAB = 128
-SEQ_LEN = 32
 MAX_STEPS = 3
 MIN_COMPUTE_CAPABILITY = (8, 9)
-
-
-def _training_arguments_class() -> type:
-    """``TrainingArguments`` with the three FP8 attributes, as projects that use the helpers define it."""
-    from transformers import TrainingArguments
-
-    @dataclasses.dataclass
-    class FP8TrainingArguments(TrainingArguments):
-        fp8: bool = False
-        fp8_backend: str = "auto"
-        fp8_enable_fsdp_float8_all_gather: bool = False
-
-    return FP8TrainingArguments
-
-
-def _tiny_llama() -> Any:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=NUM_LAYERS,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=SEQ_LEN,
-        tie_word_embeddings=False,
-    )
-    return LlamaForCausalLM(config)
-
-
-class SyntheticTokens(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """Fixed random token sequences; the labels are the inputs (the model shifts them)."""
-
-    def __init__(self, count: int = 16, seed: int = 0) -> None:
-        generator = torch.Generator().manual_seed(seed)
-        self.ids = torch.randint(0, VOCAB, (count, SEQ_LEN), generator=generator)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.ids[index], "labels": self.ids[index].clone()}
 
 
 @dataclasses.dataclass
@@ -95,7 +48,7 @@ def run_trainer(impl: types.ModuleType, output_dir: Path, *, backend: str, cuda:
     ``verify_fp8_status`` (its log records captured)."""
     from transformers import Trainer
 
-    args_class = _training_arguments_class()
+    args_class = training_arguments_class()
     args = args_class(
         output_dir=str(output_dir),
         max_steps=MAX_STEPS,
@@ -114,7 +67,7 @@ def run_trainer(impl: types.ModuleType, output_dir: Path, *, backend: str, cuda:
     )
     impl.configure_fp8_environment(args)
     impl.patch_accelerator_for_fp8()
-    trainer = Trainer(model=_tiny_llama(), args=args, train_dataset=SyntheticTokens())
+    trainer = Trainer(model=tiny_llama(), args=args, train_dataset=FixedBatch(count=16))
     output = trainer.train()
     losses = [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
     with capture_logs() as logs:
