@@ -217,6 +217,22 @@ def hidden_packages(*roots: str) -> Iterator[None]:
         sys.modules.update(saved)
 
 
+#: The lowest CUDA compute capability with FP8 tensor cores (Ada, Hopper).
+MIN_FP8_COMPUTE_CAPABILITY = (8, 9)
+
+
+def cuda_fp8_skip_reason() -> str | None:
+    """Why CUDA FP8 kernels cannot run here (no CUDA device, or one without FP8 tensor cores), else ``None``."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device: FP8 kernels need a GPU of compute capability >= 8.9"
+    capability = torch.cuda.get_device_capability()
+    if capability < MIN_FP8_COMPUTE_CAPABILITY:
+        return f"CUDA device of compute capability {capability[0]}.{capability[1]} < 8.9 has no FP8 tensor cores"
+    return None
+
+
 def importable(module: str) -> bool:
     """Whether ``import module`` works right now (the contract's notion of "available")."""
     try:

@@ -78,6 +78,26 @@ def mixed_model(seed: int = 0) -> nn.Module:
 MIXED_MODEL_ELIGIBLE = frozenset({"fc_in", "encoder.layer.0.attention.output.dense", "output_proj", "sub"})
 
 
+def odd_early_layer_model(seed: int = 0) -> nn.Module:
+    """An early ``nn.Linear`` with a dimension not divisible by 16, then eligible layers: accelerate's own
+    Transformer Engine conversion stops at ``early`` and leaves every later layer unconverted (G3)."""
+    from collections import OrderedDict
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        OrderedDict(
+            early=nn.Linear(64, 40),
+            back=nn.Linear(40, 64),
+            block=nn.Sequential(OrderedDict(fc1=nn.Linear(64, 128), fc2=nn.Linear(128, 64))),
+            later=nn.Linear(64, 64),
+        )
+    )
+
+
+#: The layers of :func:`odd_early_layer_model` that the contract's filter accepts.
+ODD_EARLY_LAYER_ELIGIBLE = ("block.fc1", "block.fc2", "later")
+
+
 def ineligible_model(seed: int = 0) -> nn.Module:
     """Only layers that C9 rejects: odd sizes and a head (C12a: FP8 cannot be in effect)."""
     torch.manual_seed(seed)

@@ -269,21 +269,12 @@ def test_c13a_te_prepare_converts_eligible_layers_after_an_odd_early_layer(
     first ``nn.Linear`` with a dimension not divisible by 16. Uses the stand-in transformer_engine
     (high-precision ``te.Linear``; conversion logic only, never a G clause verdict).
     """
-    from collections import OrderedDict
-
     from .helpers import contract_accepts
+    from .scenarios import ODD_EARLY_LAYER_ELIGIBLE, odd_early_layer_model
 
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        OrderedDict(
-            early=nn.Linear(64, 40),
-            back=nn.Linear(40, 64),
-            block=nn.Sequential(OrderedDict(fc1=nn.Linear(64, 128), fc2=nn.Linear(128, 64))),
-            later=nn.Linear(64, 64),
-        )
-    )
+    model = odd_early_layer_model()
     expected = sorted(name for name, m in model.named_modules() if contract_accepts(m, name))
-    assert expected == ["block.fc1", "block.fc2", "later"], expected
+    assert expected == list(ODD_EARLY_LAYER_ELIGIBLE), expected
     with _patched(impl, make_args(fp8=True, backend="te"), standin_te_dir):
         import transformer_engine.pytorch as te
 

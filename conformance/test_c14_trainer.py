@@ -26,11 +26,10 @@ from typing import Any
 import pytest
 import torch
 
-from .helpers import capture_logs, env_snapshot, fp8_env_prefixes
+from .helpers import capture_logs, cuda_fp8_skip_reason, env_snapshot, fp8_env_prefixes
 from .tiny_trainer import NUM_LAYERS, PROJECTIONS, FixedBatch, tiny_llama, training_arguments_class
 
 MAX_STEPS = 3
-MIN_COMPUTE_CAPABILITY = (8, 9)
 
 
 @dataclasses.dataclass
@@ -138,19 +137,10 @@ def test_c14_trainer_converts_projections_cpu(
 # --------------------------------------------------------------------------- GPU
 
 
-def _cuda_skip_reason() -> str | None:
-    if not torch.cuda.is_available():
-        return "no CUDA device: FP8 kernels need a GPU of compute capability >= 8.9"
-    capability = torch.cuda.get_device_capability()
-    if capability < MIN_COMPUTE_CAPABILITY:
-        return f"CUDA device of compute capability {capability[0]}.{capability[1]} < 8.9 has no FP8 tensor cores"
-    return None
-
-
 @pytest.mark.gpu
 def test_c14_cuda_torchao_trainer(impl: types.ModuleType, tmp_path: Path, clean_fp8_env: Any) -> None:
     """C14 on CUDA with torchao's real float8 kernels, the Trainer in bf16."""
-    reason = _cuda_skip_reason()
+    reason = cuda_fp8_skip_reason()
     if reason:
         pytest.skip(reason)
     if importlib.util.find_spec("torchao") is None:
@@ -166,7 +156,7 @@ def test_c14_cuda_torchao_trainer(impl: types.ModuleType, tmp_path: Path, clean_
 @pytest.mark.gpu
 def test_c14_cuda_te_trainer(impl: types.ModuleType, tmp_path: Path, clean_fp8_env: Any) -> None:
     """C14 on CUDA with Transformer Engine: projections become ``transformer_engine.pytorch.Linear``."""
-    reason = _cuda_skip_reason()
+    reason = cuda_fp8_skip_reason()
     if reason:
         pytest.skip(reason)
     try:

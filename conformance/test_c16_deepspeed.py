@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
-from .helpers import mentions_word
+from .helpers import cuda_fp8_skip_reason, mentions_word
 from .test_c15_distributed import _kill_group, child_environment, free_port
 from .tiny_trainer import (
     LOSS_STEPS,
@@ -50,7 +49,6 @@ TWO_RANK_STAGE = 3
 TWO_RANK_STEPS = 3
 TIMEOUT_S = 300.0
 ALL_GATHER_FLAG = "fp8_enable_fsdp_float8_all_gather"
-MIN_COMPUTE_CAPABILITY = (8, 9)
 
 
 def _deepspeed_skip_reason() -> str | None:
@@ -271,12 +269,7 @@ def test_c16a_zero3_two_cpu_ranks(impl: types.ModuleType, two_ranks: dict[int, d
 
 
 def _cuda_skip_reason() -> str | None:
-    if not torch.cuda.is_available():
-        return "no CUDA device: FP8 kernels need a GPU of compute capability >= 8.9"
-    capability = torch.cuda.get_device_capability()
-    if capability < MIN_COMPUTE_CAPABILITY:
-        return f"CUDA device of compute capability {capability[0]}.{capability[1]} < 8.9 has no FP8 tensor cores"
-    return _deepspeed_skip_reason()
+    return cuda_fp8_skip_reason() or _deepspeed_skip_reason()
 
 
 @pytest.mark.gpu

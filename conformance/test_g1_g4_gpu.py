@@ -35,10 +35,12 @@ from .helpers import (
     standin_te,
 )
 from .scenarios import (
+    ODD_EARLY_LAYER_ELIGIBLE,
     assert_numerics,
     float8_names,
     fp8_accelerator,
     mixed_model,
+    odd_early_layer_model,
     prepare_and_compare,
     run_numerics,
     tiny_llama,
@@ -257,20 +259,11 @@ def test_g3_te_odd_early_layer_does_not_stop_later_conversion(
     dimension not divisible by 16; an implementation must not let that happen. On CUDA the real TE (the
     clause); the CPU twin uses the stand-in TE (conversion logic only)."""
     real_te = te_module
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        OrderedDict(
-            early=nn.Linear(64, 40),
-            back=nn.Linear(40, 64),
-            block=nn.Sequential(OrderedDict(fc1=nn.Linear(64, 128), fc2=nn.Linear(128, 64))),
-            later=nn.Linear(64, 64),
-        )
-    ).to(device=device, dtype=torch.bfloat16)
+    model = odd_early_layer_model().to(device=device, dtype=torch.bfloat16)
     with _seed_user_accelerator(impl, make_args(fp8=True, backend="te")) as acc:
         prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
     modules = dict(acc.unwrap_model(prepared).named_modules())
-    expected = ["block.fc1", "block.fc2", "later"]
-    missing = sorted(n for n in expected if not isinstance(modules[n], real_te.Linear))
+    missing = sorted(n for n in ODD_EARLY_LAYER_ELIGIBLE if not isinstance(modules[n], real_te.Linear))
     assert not missing, f"eligible layers after an odd-sized one were left unconverted: {missing}"
 
 

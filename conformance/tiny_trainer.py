@@ -21,8 +21,9 @@ from typing import Any
 import torch
 
 from .helpers import capture_logs
+from .scenarios import LLAMA_PROJECTIONS
 
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PROJECTIONS = LLAMA_PROJECTIONS
 NUM_LAYERS = 2
 VOCAB = 128
 SEQ_LEN = 32
