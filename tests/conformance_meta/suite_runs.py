@@ -81,6 +81,8 @@ def _run_one(run: SuiteRun, workdir: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     environ, path = dict(os.environ), list(sys.path)
     os.environ.update(run.env)
+    # The implementation is importable in this process and in those the suite starts (probes, workers).
+    os.environ["PYTHONPATH"] = os.pathsep.join([*run.path, *filter(None, [environ.get("PYTHONPATH")])])
     sys.path[:0] = list(run.path)
     try:
         with (out / "stdout.txt").open("w") as stdout, contextlib.redirect_stdout(stdout):

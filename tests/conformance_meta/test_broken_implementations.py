@@ -10,11 +10,8 @@ import once instead of once per module.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from suite_runs import SuiteResult, SuiteRun, run_suites
@@ -123,31 +120,6 @@ def broken_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteR
     return run_suites(runs, tmp_path_factory.mktemp("broken-runs"))
 
 
-def run_suite(
-    pytester: pytest.Pytester,
-    monkeypatch: pytest.MonkeyPatch,
-    impl: str,
-    select: str,
-    *,
-    via_env: bool = False,
-    directory: Path = BROKEN_DIR,
-) -> tuple[pytest.RunResult, dict[str, Any]]:
-    """Run the installed suite against ``impl`` (found in ``directory``) in a child pytest; return its
-    result and JSON report."""
-    path = os.environ.get("PYTHONPATH", "")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(directory), path) if p))
-    monkeypatch.delenv("FP8REF_IMPL", raising=False)
-    args = ["--pyargs", "fp8ref_conformance", "-m", "not gpu", "-k", select, "-p", "no:cacheprovider"]
-    if via_env:
-        monkeypatch.setenv("FP8REF_IMPL", impl)
-    else:
-        args += ["--fp8-impl", impl]
-    report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(*args, "--conformance-report", str(report), timeout=300)
-    assert report.exists(), f"no report written:\n{result.stdout.str()[-3000:]}"
-    return result, json.loads(report.read_text())
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.module for c in CASES])
 def test_suite_fails_broken_implementation_on_its_clause(broken_results: dict[str, SuiteResult], case: Broken) -> None:
     result = broken_results[case.module]
@@ -170,12 +142,13 @@ def test_suite_fails_broken_implementation_on_its_clause(broken_results: dict[st
     assert any(line.startswith(f"{first} ") and "FAILED" in line for line in out.splitlines()), out[-2000:]
 
 
-def test_suite_passes_an_independent_correct_implementation(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_suite_passes_an_independent_correct_implementation(tmp_path: Path) -> None:
     """The whole CPU suite (C1..C17 and the G tests' CPU twins) against ``correct/fp8alt_minimal.py``,
     which shares no code with fp8ref: the suite judges behaviour, not fp8ref's way of doing things."""
-    result, report = run_suite(pytester, monkeypatch, "fp8alt_minimal", "c", directory=CORRECT_DIR)
+    args, env = suite_args("fp8alt_minimal", "c", via_env=False)
+    result = run_suites([SuiteRun("fp8alt_minimal", args, env, (str(CORRECT_DIR),))], tmp_path)["fp8alt_minimal"]
+    report = result.report
+    assert report is not None, f"no report written:\n{result.stdout[-3000:]}"
     failed = {
         clause: data["first_failure"] for clause, data in report["clauses"].items() if data["outcome"] != "passed"
     }
