@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from suite_runs import SuiteResult, SuiteRun, run_suites
+from .suite_runs import SuiteResult, SuiteRun, run_suites
 
 BROKEN_DIR = Path(__file__).resolve().parent / "broken"
 CORRECT_DIR = Path(__file__).resolve().parent / "correct"

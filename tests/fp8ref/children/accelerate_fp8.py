@@ -1,6 +1,6 @@
-"""Script that ``tests/test_accelerate_launch.py`` runs under ``accelerate launch --config_file ...``.
+"""Script that ``tests/fp8ref/test_accelerate_launch.py`` runs under ``accelerate launch --config_file ...``.
 
-Usage: ``workers_accelerate_fp8.py --out RESULT.json --mode {args,env}``.
+Usage: ``accelerate_fp8.py --out RESULT.json --mode {args,env}``.
 
 - ``args``: ``configure_fp8_environment(args)`` then ``patch_accelerator_for_fp8()``, as a training script
   with its own FP8 arguments does;

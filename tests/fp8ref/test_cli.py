@@ -14,7 +14,7 @@ import pytest
 
 from fp8ref.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LLAMA3_70B = ROOT / "examples" / "configs" / "llama3-70b.json"
 
 

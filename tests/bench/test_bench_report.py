@@ -18,7 +18,7 @@ import pytest
 from bench import report
 from fp8ref import roofline
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _bench(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_tiny_llama.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_tiny_llama.py"
 STEPS = 4
 TIMEOUT_S = 180.0
 STEP_LINE = re.compile(r"^step\s+(\d+)/(\d+) \| loss (\S+) \| lr (\S+) \| (\S+) s$", re.MULTILINE)

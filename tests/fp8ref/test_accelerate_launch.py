@@ -4,7 +4,7 @@ one CPU process): the launched script ends with FP8 in effect per ``verify_fp8_s
 ``accelerate launch`` turns the config file into environment variables for the script
 (``ACCELERATE_MIXED_PRECISION=fp8``, ``ACCELERATE_FP8_BACKEND=AO``, ``ACCELERATE_USE_CPU=True``, and its
 ``--fp8_*`` defaults, among them ``ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER=1``). The script
-(``tests/workers_accelerate_fp8.py``) runs ``prepare`` and one step and writes its report as JSON.
+(``tests/fp8ref/children/accelerate_fp8.py``) runs ``prepare`` and one step and writes its report as JSON.
 fp8ref's module filter, not accelerate's default one, must be in use: accelerate's default
 (``filter_first_and_last_linear_layers``) would keep the first linear layer, ``fc1``, in high precision.
 """
@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "accelerate_fp8_config.yaml"
-SCRIPT = Path(__file__).resolve().parent / "workers_accelerate_fp8.py"
+SCRIPT = Path(__file__).resolve().parent / "children" / "accelerate_fp8.py"
 TIMEOUT_S = 180.0
 TRUE = ("1", "true", "yes", "on")
 
