@@ -13,8 +13,9 @@ from fp8ref.verify.layers import prepared_models
 
 logger = logging.getLogger("fp8ref.verify")
 
-#: ``verify(accelerator, training_args, strict)``: the check to run once a model is prepared.
-VerifyFunction = Callable[[Any, Any, bool], object]
+#: ``verify(accelerator, training_args, strict, given)``: the check to run once a model is prepared; ``given``
+#: are the notices the verify before prepare already logged (not repeated).
+VerifyFunction = Callable[[Any, Any, bool, frozenset[str]], object]
 
 # Instance attribute of an Accelerator whose layers verify checks after its next prepare of a model.
 _PENDING_ATTR = "_fp8ref_pending_verify"
@@ -27,6 +28,7 @@ class _PendingCheck:
 
     training_args: Any
     strict: bool
+    given: frozenset[str]
     wrapper: Callable[..., Any]
     saved: Any  # the accelerator's own instance attribute ``prepare``, or _ABSENT
 
@@ -45,7 +47,9 @@ def stop_following(accelerator: Any) -> _PendingCheck | None:
     return pending
 
 
-def follow_up_after_prepare(accelerator: Any, training_args: Any, strict: bool, verify: VerifyFunction) -> None:
+def follow_up_after_prepare(
+    accelerator: Any, training_args: Any, strict: bool, verify: VerifyFunction, given: frozenset[str] = frozenset()
+) -> None:
     """Run ``verify`` once the accelerator's ``prepare`` has prepared a model.
 
     Wraps ``prepare`` on this accelerator instance only (the class is left alone), once: a second verify
@@ -60,7 +64,7 @@ def follow_up_after_prepare(accelerator: Any, training_args: Any, strict: bool, 
         return
     pending: _PendingCheck | None = namespace.get(_PENDING_ATTR)
     if pending is not None:
-        pending.training_args, pending.strict = training_args, strict
+        pending.training_args, pending.strict, pending.given = training_args, strict, pending.given | given
         return
     original = accelerator.prepare
     saved = namespace.get("prepare", _ABSENT)
@@ -71,8 +75,8 @@ def follow_up_after_prepare(accelerator: Any, training_args: Any, strict: bool, 
         if vars(accelerator).get(_PENDING_ATTR) is not None and prepared_models(accelerator):
             check = stop_following(accelerator)
             if check is not None:
-                verify(accelerator, check.training_args, check.strict)
+                verify(accelerator, check.training_args, check.strict, check.given)
         return result
 
-    setattr(accelerator, _PENDING_ATTR, _PendingCheck(training_args, strict, prepare, saved))
+    setattr(accelerator, _PENDING_ATTR, _PendingCheck(training_args, strict, given, prepare, saved))
     accelerator.prepare = prepare
