@@ -1,38 +1,22 @@
-"""Isolation for fp8ref's own tests: each test gets the environment, accelerate's singleton state and
-``Accelerator.__init__`` back as they were."""
+"""Isolation for fp8ref's own tests: each test gets the environment, ``sys.path``, accelerate's singleton state
+and the namespaces fp8ref's patch changes (the ``Accelerator`` class, accelerate's module bindings) back as they
+were, with the suite's isolation module."""
 
 from __future__ import annotations
 
-import os
 import types
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from fp8ref_conformance.kit.isolation import isolated
+
 
 @pytest.fixture(autouse=True)
 def _restore_fp8_state() -> Iterator[None]:
-    import accelerate.accelerator as accelerator_module
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    environ = dict(os.environ)
-    init = Accelerator.__init__
-    prepare_ao = Accelerator._prepare_ao
-    convert_model = accelerator_module.convert_model
-    try:
+    with isolated():
         yield
-    finally:
-        AcceleratorState._reset_state(True)
-        Accelerator.__init__ = init  # type: ignore[method-assign]
-        Accelerator._prepare_ao = prepare_ao  # type: ignore[method-assign]
-        for name in ("_fp8ref_original_init", "_fp8ref_original_prepare_ao", "_fp8ref_settings"):
-            if name in vars(Accelerator):
-                delattr(Accelerator, name)
-        accelerator_module.convert_model = convert_model
-        os.environ.clear()
-        os.environ.update(environ)
 
 
 def make_args(**overrides: Any) -> types.SimpleNamespace:
