@@ -16,7 +16,7 @@ import sys
 import types
 from typing import Any
 
-MARKER = "@@fp8-conformance-probe@@"
+from ..kit.processes import PROBE_MARKER as MARKER
 
 
 def _describe_handler(handler: Any) -> dict[str, Any]:

@@ -23,11 +23,12 @@ from typing import Any
 
 import pytest
 
-from ..children.probe import MARKER as PROBE_MARKER
 from .env import without_fp8_variables
 
 #: The package the children belong to (``fp8ref_conformance``).
 SUITE_PACKAGE = __name__.split(".", 1)[0]
+#: The marker before the probe's JSON line on its stdout (``children/probe.py`` writes it).
+PROBE_MARKER = "@@fp8-conformance-probe@@"
 
 
 def child_module(name: str) -> str:
