@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from fp8ref.config import VALID_RECIPES
-from fp8ref.errors import FP8Error
+from fp8ref.errors import FP8ConfigError, FP8Error
+
+if TYPE_CHECKING:
+    from fp8ref.roofline import GPUSpec
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -21,18 +26,65 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if report.any_usable else 1
 
 
+def _positive_int(option: str, text: str | None) -> int | None:
+    """``text`` as a positive integer; an ``FP8ConfigError`` naming ``option`` otherwise."""
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise FP8ConfigError(f"{option} must be a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(option: str, text: str | None) -> float | None:
+    """``text`` as a positive finite number; an ``FP8ConfigError`` naming ``option`` otherwise."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise FP8ConfigError(f"{option} must be a positive number, got {text!r}")
+    return value
+
+
+def _plan_gpu(args: argparse.Namespace) -> GPUSpec:
+    """The GPU of the roofline bound, with the measured rates the options give."""
+    from fp8ref.roofline import GPUS, get_gpu
+
+    try:
+        spec = get_gpu(args.gpu)
+    except ValueError:
+        raise FP8ConfigError(f"--gpu {args.gpu!r} is not a known GPU; known: {', '.join(sorted(GPUS))}") from None
+    bf16 = _positive_float("--bf16-tflops", args.bf16_tflops)
+    fp8 = _positive_float("--fp8-tflops", args.fp8_tflops)
+    hbm = _positive_float("--hbm-tbps", args.hbm_tbps)
+    if bf16 is not None:
+        spec = spec.at_bf16_rate(bf16)
+    return spec.with_ceilings(fp8_tflops=fp8, hbm_tbps=hbm)
+
+
 def _plan(args: argparse.Namespace) -> int:
     from fp8ref.plan import plan_config
 
+    if args.eager and args.compiled:
+        raise FP8ConfigError("--eager and --compiled exclude each other: give one (the default is --compiled)")
+    if args.recipe.strip().lower() not in VALID_RECIPES:
+        raise FP8ConfigError(f"--recipe {args.recipe!r} is not a torchao recipe; valid: {', '.join(VALID_RECIPES)}")
     started = time.perf_counter()
     plan = plan_config(
         args.config,
-        recipe=args.recipe,
+        recipe=args.recipe.strip().lower(),
         size_aware=args.auto_filter,
-        tokens=args.tokens,
-        gpu=args.gpu,
-        lora_rank=args.lora_rank,
+        tokens=_positive_int("--tokens", args.tokens) or 8192,
+        gpu=_plan_gpu(args),
+        lora_rank=_positive_int("--lora-rank", args.lora_rank),
         lora_targets=args.lora_targets.split(",") if args.lora_targets else None,
+        mode="eager" if args.eager else "compiled",
     )
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
@@ -75,15 +127,33 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(run=_doctor)
 
     plan = commands.add_parser("plan", help="which linear layers of a model convert to FP8, and why")
+    # Values are checked in _plan, so that a bad one gives one line naming the option (exit status 2).
     plan.add_argument("--config", help="a transformers config.json (default: an embedded tiny Llama)")
-    plan.add_argument("--recipe", choices=VALID_RECIPES, default="rowwise", help="torchao recipe (default rowwise)")
+    plan.add_argument(
+        "--recipe", default="rowwise", metavar="|".join(VALID_RECIPES), help="torchao recipe (default rowwise)"
+    )
     plan.add_argument(
         "--auto-filter", action="store_true", help="also skip layers too small to gain from FP8 (torchao thresholds)"
     )
-    plan.add_argument("--tokens", type=int, default=8192, help="tokens per step for the speedup estimate")
+    plan.add_argument("--tokens", default="8192", metavar="M", help="tokens per step for the speedup estimate")
     plan.add_argument("--gpu", default="h100-sxm", help="GPU of the roofline estimate (h100-sxm, h100-pcie, h200)")
     plan.add_argument(
-        "--lora-rank", type=int, help="plan a LoRA run of this rank: base layers convert, adapters stay in bf16"
+        "--compiled",
+        action="store_true",
+        help="the FP8 layers run under torch.compile, which fuses torchao's casts (the default)",
+    )
+    plan.add_argument(
+        "--eager", action="store_true", help="the FP8 layers run eagerly: torchao's casts are separate kernels"
+    )
+    plan.add_argument(
+        "--bf16-tflops",
+        metavar="R",
+        help="measured bf16 rate of your baseline, TFLOP/s: the bound then holds for it (float8 at the peak ratio)",
+    )
+    plan.add_argument("--fp8-tflops", metavar="R", help="measured float8 GEMM ceiling, TFLOP/s")
+    plan.add_argument("--hbm-tbps", metavar="B", help="measured memory bandwidth, TB/s")
+    plan.add_argument(
+        "--lora-rank", metavar="R", help="plan a LoRA run of this rank: base layers convert, adapters stay in bf16"
     )
     plan.add_argument(
         "--lora-targets",

@@ -21,12 +21,17 @@ import torch.nn as nn
 from fp8ref.config import TorchaoRecipe
 from fp8ref.errors import FP8ConfigError
 from fp8ref.module_filter import HEAD_AND_EMBEDDING_NAMES, SizeThreshold, explain, last_component
-from fp8ref.roofline import GPUSpec, predict
+from fp8ref.roofline import GPUSpec, check_mode, get_gpu, predict
 from fp8ref.verify import emulates_float8, is_fp8_layer
 
 logger = logging.getLogger(__name__)
 
 EMBEDDED_CONFIG = "tiny_llama.json"
+#: How the plan's header names each mode.
+MODE_TEXT = {
+    "compiled": "mode compiled: torch.compile fuses torchao's casts",
+    "eager": "mode eager: no torch.compile, torchao's casts run as separate kernels",
+}
 #: PEFT's default adapter name: ``...q_proj.lora_A.default``.
 LORA_ADAPTER_NAME = "default"
 
@@ -72,6 +77,8 @@ class ConversionPlan:
     layers: tuple[LayerPlan, ...] = field(default=())
     lora_rank: int | None = None
     lora_targets: tuple[str, ...] = ()
+    #: ``compiled`` (torch.compile fuses torchao's casts) or ``eager`` (torchao's separate cast kernels).
+    mode: str = "compiled"
 
     @property
     def converted(self) -> tuple[LayerPlan, ...]:
@@ -102,6 +109,7 @@ class ConversionPlan:
             "size_aware": self.size_aware,
             "tokens": self.tokens,
             "gpu": self.gpu,
+            "mode": self.mode,
             "lora": {"rank": self.lora_rank, "targets": list(self.lora_targets)} if self.lora_rank else None,
             "totals": {
                 "linear_layers": len(self.layers),
@@ -120,7 +128,7 @@ class ConversionPlan:
         lora = f", LoRA rank {self.lora_rank} on {','.join(self.lora_targets)}" if self.lora_rank else ""
         lines = [
             f"FP8 plan for {self.model} (recipe {self.recipe}{', size-aware filter' if self.size_aware else ''}{lora}; "
-            f"speedups: roofline bound on {self.gpu} at {self.tokens} tokens)",
+            f"speedups: roofline bound on {self.gpu} at {self.tokens} tokens, {MODE_TEXT[self.mode]})",
             f"{'layer':<{width}}  {'in':>6} {'out':>7}  {'plan':<7} {'bound':>6}  reason",
         ]
         for layer in self.layers:
@@ -144,9 +152,15 @@ class ConversionPlan:
             )
         lines += [
             f"share of linear FLOPs in FP8: {100 * self.fp8_flop_share:.1f}%",
-            f"roofline bound of the linear layers' speedup: {self.predicted_linear_speedup:.2f}x "
-            "(an upper bound: real runs reach less; attention and other ops are not counted)",
+            f"roofline bound of the linear layers' speedup, {self.mode}: {self.predicted_linear_speedup:.2f}x "
+            "(an upper bound over a baseline whose GEMMs run at the rate modelled; attention and other ops are "
+            "not counted)",
         ]
+        if self.mode == "eager":
+            lines.append(
+                "eager: torchao runs each scale and cast as separate kernels; torch.compile fuses them "
+                "(fp8ref plan --compiled shows that bound)"
+            )
         return "\n".join(lines)
 
 
@@ -198,8 +212,13 @@ def plan_model(
     gpu: str | GPUSpec = "h100-sxm",
     lora_rank: int | None = None,
     lora_targets: Sequence[str] | None = None,
+    mode: str = "compiled",
 ) -> ConversionPlan:
     """Plan the conversion of every ``nn.Linear`` of ``model`` with fp8ref's module filter.
+
+    ``mode`` is how the FP8 layers will run: ``compiled`` (under ``torch.compile``, which fuses torchao's
+    scales and casts) or ``eager`` (torchao's separate cast kernels, each a pass over the tensor); see
+    :mod:`fp8ref.roofline`.
 
     A model that is already converted is judged as :func:`~fp8ref.verify.verify_fp8_status` judges it: a
     torchao ``Float8Linear`` counts as FP8 (``convert``) only when it does not emulate float8; an emulating one
@@ -211,7 +230,7 @@ def plan_model(
     ``lora_targets`` are last FQN components (``q_proj``); ``None`` or ``["all"]`` targets every linear layer
     except heads and embeddings (LLaMA-Factory's ``lora_target: all``).
     """
-    chosen = TorchaoRecipe(recipe)
+    chosen, chosen_mode, spec = _check_plan_inputs(recipe, mode, tokens, gpu)
     threshold = SizeThreshold(chosen) if size_aware else None
     if lora_rank is not None and lora_rank < 1:
         raise FP8ConfigError(f"--lora-rank must be a positive integer, got {lora_rank}")
@@ -239,11 +258,41 @@ def plan_model(
             shapes = [(fqn, k, n, False)]
         for layer_fqn, in_f, out_f, adapter in shapes:
             layer = module if layer_fqn == fqn else nn.Linear(in_f, out_f, bias=False, device="meta")
-            layers.append(_layer_plan(layer, layer_fqn, threshold, tokens, chosen, gpu, adapter))
-    gpu_name = gpu.name if isinstance(gpu, GPUSpec) else gpu
+            layers.append(_layer_plan(layer, layer_fqn, threshold, tokens, chosen, spec, adapter, chosen_mode))
     return ConversionPlan(
-        name, chosen.value, size_aware, tokens, gpu_name, tuple(layers), lora_rank or None, tuple(targets)
+        name,
+        chosen.value,
+        size_aware,
+        tokens,
+        spec.name,
+        tuple(layers),
+        lora_rank or None,
+        tuple(targets),
+        chosen_mode,
     )
+
+
+def _check_plan_inputs(
+    recipe: TorchaoRecipe | str, mode: str, tokens: int, gpu: str | GPUSpec
+) -> tuple[TorchaoRecipe, str, GPUSpec]:
+    """The recipe, mode and GPU spec of a plan; an ``FP8ConfigError`` naming the option for a bad one."""
+    try:
+        chosen = TorchaoRecipe(recipe.strip().lower() if isinstance(recipe, str) else recipe)
+    except ValueError:
+        valid = ", ".join(r.value for r in TorchaoRecipe)
+        raise FP8ConfigError(f"--recipe {recipe!r} is not a torchao recipe; valid: {valid}") from None
+    try:
+        chosen_mode = check_mode(mode)
+    except ValueError as exc:
+        raise FP8ConfigError(f"mode: {exc}") from None
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        raise FP8ConfigError(f"--tokens must be a positive integer (tokens per step), got {tokens!r}")
+    if isinstance(gpu, GPUSpec):
+        return chosen, chosen_mode, gpu
+    try:
+        return chosen, chosen_mode, get_gpu(gpu)
+    except ValueError as exc:
+        raise FP8ConfigError(f"--gpu: {exc}") from None
 
 
 def _lora_targets(model: nn.Module, requested: Sequence[str] | None) -> tuple[str, ...]:
@@ -260,10 +309,11 @@ def _layer_plan(
     threshold: SizeThreshold | None,
     tokens: int,
     recipe: TorchaoRecipe,
-    gpu: str | GPUSpec,
+    gpu: GPUSpec,
     lora_adapter: bool,
+    mode: str,
 ) -> LayerPlan:
-    estimate = predict(tokens, module.in_features, module.out_features, recipe.value, gpu)
+    estimate = predict(tokens, module.in_features, module.out_features, recipe.value, gpu, mode)
     fp8_time = estimate.fp8_time_s
     if is_fp8_layer(module):
         convert = not emulates_float8(module)
@@ -298,6 +348,7 @@ def plan_config(
     gpu: str | GPUSpec = "h100-sxm",
     lora_rank: int | None = None,
     lora_targets: Sequence[str] | None = None,
+    mode: str = "compiled",
 ) -> ConversionPlan:
     """Plan the conversion of the model of a ``config.json`` (the embedded tiny Llama by default)."""
     name, config_dict = load_config_dict(path)
@@ -311,4 +362,5 @@ def plan_config(
         gpu=gpu,
         lora_rank=lora_rank,
         lora_targets=lora_targets,
+        mode=mode,
     )

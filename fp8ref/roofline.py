@@ -16,14 +16,31 @@ so ``6*M*K*N`` FLOPs per step. Each GEMM is timed by the classic roofline
 ``max(flops / peak_flops, bytes / bandwidth)`` where ``bytes`` is what the GEMM must read and write
 (operands at 2 bytes per element in bf16 or 1 byte in float8; the output in bf16, 2 bytes).
 
-FP8 adds the casts, which are pure memory traffic timed at the HBM bandwidth. Per cast of a bf16
-tensor of ``E`` elements into float8 with *dynamic* scaling (what torchao does):
+FP8 adds the casts, which are pure memory traffic timed at the HBM bandwidth. How much traffic depends on
+whether torchao's casts are fused by ``torch.compile`` (:data:`MODES`):
 
-* the amax reduction reads the tensor once (2 bytes per element);
-* the cast reads it again (2 bytes) and writes float8 (1 byte);
-* each scale is a float32 (4 bytes) written.
+``compiled`` (the default; the bound torchao's published speedups are measured against)
+    Per cast of a bf16 tensor of ``E`` elements into float8 with *dynamic* scaling: the amax reduction
+    reads the tensor once (2 bytes per element); the fused scale-and-cast kernel reads it again (2 bytes)
+    and writes float8 (1 byte); each scale is a float32 (4 bytes) written.
+``eager`` (no ``torch.compile``: what the HF Trainer runs unless ``torch_compile=True``)
+    What torchao 0.18's eager code launches, each kernel a separate pass over the tensor at HBM bandwidth
+    (``torchao/float8/float8_scaling_utils.py`` -> ``float8_utils.tensor_to_scale`` and
+    ``float8_training_tensor._ToFloat8ConstrFunc``): ``torch.abs`` (read 2, write 2), ``max`` / ``amax``
+    (read 2), ``.to(float32)`` (read 2, write 4), ``* scale`` (read 4, write 4), ``clamp`` in
+    ``to_fp8_saturated`` (read 4, write 4), ``.to(float8)`` (read 4, write 1): 33 bytes per element, against
+    5 fused. The scale itself goes through ``amax_to_scale`` (to float64, clamp, divide, to float32; rowwise
+    also rounds to a power of 2 with log2, floor, exp2) and a ``reciprocal`` before the GEMM. Nothing is
+    shared between the forward and the backward: ``matmul_with_hp_or_float8_args`` casts the input, weight
+    and grad_output once for each GEMM that uses them, so every recipe casts each of them twice (the
+    weight-gradient GEMM of ``rowwise_with_gw_hp`` excepted, which stays in bf16). ``preprocess_addmm``
+    copies each float8 operand that is not in the layout ``torch._scaled_mm`` needs
+    (``.t().contiguous().t()``: the weight for grad_input, grad_output and input for grad_weight; read 1 +
+    write 1). With rowwise scales and no fast accumulation (the two backward GEMMs) ``addmm_float8_unwrapped``
+    runs the GEMM with unit scales, then builds the outer product of the inverse scales (an M x N float32
+    tensor, written) and multiplies the bf16 output by it (read 4 + read 2 + write 2).
 
-Which tensors are cast depends on the recipe (:data:`RECIPES`):
+Which tensors are cast depends on the recipe (:data:`RECIPES`); the compiled figures are:
 
 ``tensorwise`` (torchao default; Float8LinearConfig())
     X, W and dY are each cast once with one scale per tensor; their second use needs the
@@ -38,12 +55,19 @@ Which tensors are cast depends on the recipe (:data:`RECIPES`):
     GEMM-only bound is therefore 3 / (2/2 + 1) = 1.5x, not 2x.
 ``te_delayed`` (Transformer Engine DelayedScaling, as fp8ref configures it: HYBRID format)
     the scale comes from the amax history, so there is no separate amax pass: X, W and dY are
-    each read once and written in float8 in both layouts (a fused cast-transpose).
+    each read once and written in float8 in both layouts (a fused cast-transpose). TE's kernels are
+    its own, fused with or without ``torch.compile``: both modes are the same for it.
 
-The model ignores kernel launch latency, the cost of the amax history update, fusion of a cast
+The model ignores kernel launch latency (eager torchao launches about a dozen small kernels per cast,
+which dominates at small shapes), the cost of the amax history update, fusion of a cast
 into the kernel that produced its input, and any overlap between casts and GEMMs. Under these
-assumptions the predicted speedup is an upper bound of what a real run reaches: GEMMs at the peak
-rate, casts at the full bandwidth. For huge shapes it tends to the ratio of the peak rates (2x on
+assumptions the predicted speedup is an upper bound of what a real run reaches over a baseline whose
+GEMMs run at the rate the model is given: GEMMs at that rate (float8 at most the peak ratio faster),
+casts at the full bandwidth. At the datasheet peak (the default) it bounds a baseline that reaches the
+peak; a real baseline runs below it, its GEMMs take longer while the casts do not, and FP8 can then gain
+more than the peak-rate figure: give the baseline's measured rate (:meth:`GPUSpec.at_bf16_rate`,
+``fp8ref plan --bf16-tflops``) to bound that run. ``docs/does-it-pay.md`` holds every published figure
+under its bound. For huge shapes it tends to the ratio of the peak rates (2x on
 H100/H200, 1.5x for ``rowwise_with_gw_hp``); for small shapes the GEMMs are memory bound and the
 cast traffic makes FP8 slower than bf16 (speedup below 1).
 
@@ -65,6 +89,7 @@ __all__ = [
     "GPUS",
     "LLAMA3_8B",
     "LLAMA3_70B",
+    "MODES",
     "RECIPES",
     "CastOp",
     "GPUSpec",
@@ -72,6 +97,7 @@ __all__ = [
     "Prediction",
     "cast_bytes",
     "cast_ops",
+    "check_mode",
     "get_gpu",
     "gpu_for_device_name",
     "linear_train_flops",
@@ -135,6 +161,25 @@ class GPUSpec:
             fp8_flops=self.fp8_flops if fp8_tflops is None else fp8_tflops * TERA,
             hbm_bytes_per_s=self.hbm_bytes_per_s if hbm_tbps is None else hbm_tbps * TERA,
             source=f"measured ceilings over {self.source}",
+        )
+
+    def at_bf16_rate(self, bf16_tflops: float) -> GPUSpec:
+        """A copy whose bf16 GEMMs run at ``bf16_tflops`` (a baseline's measured rate) and whose float8 GEMMs
+        run at most the peak ratio faster (``fp8_flops / bf16_flops`` of this spec); the bandwidth is kept.
+
+        The speedup bound then holds for that baseline. A baseline below the peak rate spends longer in its
+        GEMMs, so the casts (at full bandwidth) weigh less and FP8 can gain more than at the datasheet peak:
+        the bound at the peak rate is an upper bound only for a baseline that reaches it.
+        """
+        if not (isinstance(bf16_tflops, (int, float)) and math.isfinite(bf16_tflops) and bf16_tflops > 0):
+            raise ValueError(f"the bf16 rate must be a positive finite number of TFLOP/s, got {bf16_tflops!r}")
+        ratio = self.fp8_flops / self.bf16_flops
+        return GPUSpec(
+            name=self.name,
+            bf16_flops=bf16_tflops * TERA,
+            fp8_flops=bf16_tflops * TERA * ratio,
+            hbm_bytes_per_s=self.hbm_bytes_per_s,
+            source=f"bf16 GEMMs at {bf16_tflops:.0f} TFLOP/s, float8 at {ratio:.2g}x that; {self.source}",
         )
 
 
@@ -210,14 +255,15 @@ def gpu_for_device_name(device_name: str) -> GPUSpec | None:
 
 @dataclass(frozen=True)
 class CastOp:
-    """One float8 cast (or float8 layout copy) of a tensor of ``elements`` elements.
+    """One float8 cast, or one memory pass that comes with it, over a tensor of ``elements`` elements.
 
     Attributes:
-        tensor: which tensor (``"input"``, ``"weight"``, ``"grad_output"``).
+        tensor: which tensor (``"input"``, ``"weight"``, ``"grad_output"``, or a GEMM output).
         purpose: which GEMM the result feeds, and the scaling.
         elements: number of elements.
-        scales: number of float32 scales written.
+        scales: number of float32 scales.
         bytes_per_element: bytes moved per element (reads + writes).
+        bytes_per_scale: bytes moved per scale (its computation and writes).
     """
 
     tensor: str
@@ -225,11 +271,15 @@ class CastOp:
     elements: int
     scales: int
     bytes_per_element: int
+    bytes_per_scale: int = SCALE_BYTES
 
     @property
     def bytes(self) -> int:
-        return self.elements * self.bytes_per_element + self.scales * SCALE_BYTES
+        return self.elements * self.bytes_per_element + self.scales * self.bytes_per_scale
 
+
+#: Modes of :func:`predict`: ``compiled`` (torch.compile fuses torchao's casts) or ``eager``.
+MODES = ("compiled", "eager")
 
 #: dynamic cast: amax read (2) + cast read (2) + float8 write (1)
 _DYNAMIC = 2 * BF16_BYTES + FP8_BYTES
@@ -237,6 +287,35 @@ _DYNAMIC = 2 * BF16_BYTES + FP8_BYTES
 _TRANSPOSE = 2 * FP8_BYTES
 #: fused delayed-scaling cast-transpose: read bf16 once (2) + write both float8 layouts (2)
 _CAST_TRANSPOSE = BF16_BYTES + 2 * FP8_BYTES
+
+FP32_BYTES = 4
+FP64_BYTES = 8
+#: eager dynamic cast, one kernel per line of torchao 0.18 (bf16 input):
+_EAGER_DYNAMIC = (
+    2 * BF16_BYTES  # torch.abs: read, write
+    + BF16_BYTES  # torch.max / torch.amax: read
+    + BF16_BYTES
+    + FP32_BYTES  # tensor.to(torch.float32): read, write
+    + 2 * FP32_BYTES  # * scale: read, write
+    + 2 * FP32_BYTES  # clamp (to_fp8_saturated): read, write
+    + FP32_BYTES
+    + FP8_BYTES  # .to(float8): read, write
+)
+#: eager scale computation per scale: amax written (bf16), to float64, clamp, divide, to float32, and the
+#: reciprocal before the GEMM
+_EAGER_SCALE = (
+    BF16_BYTES
+    + (BF16_BYTES + FP64_BYTES)
+    + 2 * FP64_BYTES
+    + 2 * FP64_BYTES
+    + (FP64_BYTES + FP32_BYTES)
+    + 2 * FP32_BYTES
+)
+#: rowwise recipes also round each scale down to a power of 2: log2, floor, exp2
+_EAGER_SCALE_POW2 = _EAGER_SCALE + 3 * 2 * FP32_BYTES
+#: rowwise GEMM without fast accumulation, per output element: the float32 outer product of the inverse
+#: scales written, then read with the bf16 output, which is written back
+_EAGER_RESCALE = FP32_BYTES + FP32_BYTES + 2 * OUT_BYTES
 
 #: recipe name -> (GEMMs run in float8 out of the three: forward, grad_input, grad_weight)
 RECIPES: Mapping[str, tuple[bool, bool, bool]] = {
@@ -262,16 +341,27 @@ def _check_recipe(recipe: str) -> str:
     return key
 
 
+def check_mode(mode: str) -> str:
+    """The mode's key (``compiled`` or ``eager``, case-insensitive); ``ValueError`` for anything else."""
+    key = mode.strip().lower() if isinstance(mode, str) else mode
+    if key not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    return str(key)
+
+
 def linear_train_flops(m: int, k: int, n: int) -> int:
     """FLOPs of a linear layer's forward + backward: three GEMMs of ``2*M*K*N``."""
     _check_shape(m, k, n)
     return 3 * 2 * m * k * n
 
 
-def cast_ops(m: int, k: int, n: int, recipe: str) -> tuple[CastOp, ...]:
-    """The float8 casts (and layout copies) one training step of an ``M x K -> N`` linear performs."""
+def cast_ops(m: int, k: int, n: int, recipe: str, mode: str = "compiled") -> tuple[CastOp, ...]:
+    """The float8 casts (and the memory passes that come with them) of one training step of an ``M x K -> N``
+    linear, fused by ``torch.compile`` (``mode="compiled"``) or as torchao's eager code runs them."""
     _check_shape(m, k, n)
     key = _check_recipe(recipe)
+    if check_mode(mode) == "eager" and key != "te_delayed":
+        return _eager_cast_ops(m, k, n, key)
     x, w, dy = m * k, n * k, m * n
     if key == "tensorwise":
         return (
@@ -306,9 +396,51 @@ def cast_ops(m: int, k: int, n: int, recipe: str) -> tuple[CastOp, ...]:
     )
 
 
-def cast_bytes(m: int, k: int, n: int, recipe: str) -> int:
+def _eager_cast_ops(m: int, k: int, n: int, key: str) -> tuple[CastOp, ...]:
+    """torchao 0.18's eager ``matmul_with_hp_or_float8_args``: one dynamic cast per GEMM operand, the layout
+    copies of ``preprocess_addmm``, and the rescale of rowwise GEMMs without fast accumulation."""
+    x, w, dy = m * k, n * k, m * n
+    eager = f"eager, {key}"
+    if key == "tensorwise":
+        return (
+            CastOp("input", f"forward, {eager}", x, 1, _EAGER_DYNAMIC, _EAGER_SCALE),
+            CastOp("weight", f"forward, {eager}", w, 1, _EAGER_DYNAMIC, _EAGER_SCALE),
+            CastOp("grad_output", f"grad_input, {eager}", dy, 1, _EAGER_DYNAMIC, _EAGER_SCALE),
+            CastOp("weight", f"grad_input, {eager}", w, 1, _EAGER_DYNAMIC, _EAGER_SCALE),
+            CastOp("grad_output", f"grad_weight, {eager}", dy, 1, _EAGER_DYNAMIC, _EAGER_SCALE),
+            CastOp("input", f"grad_weight, {eager}", x, 1, _EAGER_DYNAMIC, _EAGER_SCALE),
+            CastOp("weight", "grad_input, float8 layout copy", w, 0, _TRANSPOSE),
+            CastOp("grad_output", "grad_weight, float8 layout copy", dy, 0, _TRANSPOSE),
+            CastOp("input", "grad_weight, float8 layout copy", x, 0, _TRANSPOSE),
+        )
+    if key == "rowwise":
+        return (
+            CastOp("input", f"forward, {eager}, scale per row", x, m, _EAGER_DYNAMIC, _EAGER_SCALE_POW2),
+            CastOp("weight", f"forward, {eager}, scale per row", w, n, _EAGER_DYNAMIC, _EAGER_SCALE_POW2),
+            CastOp("grad_output", f"grad_input, {eager}, scale per row", dy, m, _EAGER_DYNAMIC, _EAGER_SCALE_POW2),
+            CastOp("weight", f"grad_input, {eager}, scale per column", w, k, _EAGER_DYNAMIC, _EAGER_SCALE_POW2),
+            CastOp("grad_output", f"grad_weight, {eager}, scale per column", dy, n, _EAGER_DYNAMIC, _EAGER_SCALE_POW2),
+            CastOp("input", f"grad_weight, {eager}, scale per column", x, k, _EAGER_DYNAMIC, _EAGER_SCALE_POW2),
+            CastOp("weight", "grad_input, float8 layout copy", w, 0, _TRANSPOSE),
+            CastOp("grad_output", "grad_weight, float8 layout copy", dy, 0, _TRANSPOSE),
+            CastOp("input", "grad_weight, float8 layout copy", x, 0, _TRANSPOSE),
+            CastOp("grad_input", "rowwise rescale of the bf16 output (no fast accumulation)", x, 0, _EAGER_RESCALE),
+            CastOp("grad_weight", "rowwise rescale of the bf16 output (no fast accumulation)", w, 0, _EAGER_RESCALE),
+        )
+    # rowwise_with_gw_hp: the grad-weight GEMM is a plain bf16 mm (no cast, no copy)
+    return (
+        CastOp("input", f"forward, {eager}, scale per row", x, m, _EAGER_DYNAMIC, _EAGER_SCALE_POW2),
+        CastOp("weight", f"forward, {eager}, scale per row", w, n, _EAGER_DYNAMIC, _EAGER_SCALE_POW2),
+        CastOp("grad_output", f"grad_input, {eager}, scale per row", dy, m, _EAGER_DYNAMIC, _EAGER_SCALE_POW2),
+        CastOp("weight", f"grad_input, {eager}, tensorwise", w, 1, _EAGER_DYNAMIC, _EAGER_SCALE_POW2),
+        CastOp("weight", "grad_input, float8 layout copy", w, 0, _TRANSPOSE),
+        CastOp("grad_input", "rowwise rescale of the bf16 output (no fast accumulation)", x, 0, _EAGER_RESCALE),
+    )
+
+
+def cast_bytes(m: int, k: int, n: int, recipe: str, mode: str = "compiled") -> int:
     """Bytes moved by all the casts of :func:`cast_ops`."""
-    return sum(op.bytes for op in cast_ops(m, k, n, recipe))
+    return sum(op.bytes for op in cast_ops(m, k, n, recipe, mode))
 
 
 def _gemm_time(flops: float, a_elems: int, b_elems: int, out_elems: int, fp8: bool, gpu: GPUSpec) -> float:
@@ -336,6 +468,7 @@ class Prediction:
     fp8_gemm_time_s: float
     cast_time_s: float
     cast_bytes: int
+    mode: str = "compiled"
 
     @property
     def fp8_time_s(self) -> float:
@@ -355,7 +488,9 @@ class Prediction:
         return self.speedup > 1.0
 
 
-def predict(m: int, k: int, n: int, recipe: str = "rowwise", gpu: str | GPUSpec = "h100-sxm") -> Prediction:
+def predict(
+    m: int, k: int, n: int, recipe: str = "rowwise", gpu: str | GPUSpec = "h100-sxm", mode: str = "compiled"
+) -> Prediction:
     """Predict bf16 and FP8 training-step time of an ``M x K -> N`` linear layer.
 
     Args:
@@ -364,13 +499,16 @@ def predict(m: int, k: int, n: int, recipe: str = "rowwise", gpu: str | GPUSpec 
         n: output features.
         recipe: one of :data:`RECIPES`.
         gpu: a key of :data:`GPUS` or a :class:`GPUSpec` (e.g. with measured ceilings).
+        mode: ``compiled`` (torch.compile fuses the casts) or ``eager`` (torchao's separate cast kernels).
+            The bf16 baseline is the same in both: a bf16 linear is its three GEMMs either way.
 
     Raises:
         TypeError: a dimension is not an int.
-        ValueError: a dimension is not positive, or the recipe or GPU is unknown.
+        ValueError: a dimension is not positive, or the recipe, GPU or mode is unknown.
     """
     _check_shape(m, k, n)
     key = _check_recipe(recipe)
+    chosen_mode = check_mode(mode)
     spec = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu)
     gemm_flops = 2 * m * k * n
     # (A elements, B elements, output elements) of forward, grad_input, grad_weight
@@ -379,7 +517,7 @@ def predict(m: int, k: int, n: int, recipe: str = "rowwise", gpu: str | GPUSpec 
     fp8_gemms = sum(
         _gemm_time(gemm_flops, a, b, c, in_fp8, spec) for (a, b, c), in_fp8 in zip(gemms, RECIPES[key], strict=True)
     )
-    moved = cast_bytes(m, k, n, key)
+    moved = cast_bytes(m, k, n, key, chosen_mode)
     result = Prediction(
         m=m,
         k=k,
@@ -391,6 +529,7 @@ def predict(m: int, k: int, n: int, recipe: str = "rowwise", gpu: str | GPUSpec 
         fp8_gemm_time_s=fp8_gemms,
         cast_time_s=moved / spec.hbm_bytes_per_s,
         cast_bytes=moved,
+        mode=chosen_mode,
     )
     logger.debug("roofline %s", result)
     return result

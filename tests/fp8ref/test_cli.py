@@ -137,3 +137,50 @@ def test_import_noise_is_quieted_unless_verbose(
     levels = {name: logging.getLogger(name).level for name in IMPORT_NOISE_LOGGERS}
     expected = logging.NOTSET if verbose else logging.ERROR
     assert levels == dict.fromkeys(IMPORT_NOISE_LOGGERS, expected)
+
+
+def test_plan_modes_eager_and_compiled(capsys: pytest.CaptureFixture[str]) -> None:
+    totals = {}
+    for flags, mode in (([], "compiled"), (["--compiled"], "compiled"), (["--eager"], "eager")):
+        assert main(["plan", "--json", "--config", str(LLAMA3_70B), *flags]) == 0
+        plan = json.loads(capsys.readouterr().out)
+        assert plan["mode"] == mode
+        totals[mode, bool(flags)] = plan["totals"]["predicted_linear_speedup"]
+    assert totals["compiled", False] == totals["compiled", True]  # compiled is the default
+    assert totals["eager", True] < 1.0 < totals["compiled", True]
+    assert main(["plan", "--eager"]) == 0
+    out = capsys.readouterr().out
+    assert "mode eager: no torch.compile" in out and "roofline bound of the linear layers' speedup, eager:" in out
+
+
+def test_plan_bf16_rate_raises_the_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    bounds = []
+    for flags in ([], ["--bf16-tflops", "300"]):
+        assert main(["plan", "--json", "--config", str(LLAMA3_70B), "--eager", *flags]) == 0
+        bounds.append(json.loads(capsys.readouterr().out)["totals"]["predicted_linear_speedup"])
+    assert bounds[1] > bounds[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--tokens", "0"], "--tokens"),
+        (["--tokens", "-5"], "--tokens"),
+        (["--tokens", "abc"], "--tokens"),
+        (["--gpu", "b200"], "--gpu"),
+        (["--lora-rank", "0"], "--lora-rank"),
+        (["--lora-rank", "x"], "--lora-rank"),
+        (["--recipe", "blockwise"], "--recipe"),
+        (["--eager", "--compiled"], "--eager"),
+        (["--bf16-tflops", "-1"], "--bf16-tflops"),
+        (["--hbm-tbps", "nan"], "--hbm-tbps"),
+    ],
+)
+def test_plan_bad_option_is_one_line_and_status_2(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", *argv]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fp8ref plan: error: ") and option in lines[0], captured.err
+    assert "Traceback" not in captured.err and not captured.out

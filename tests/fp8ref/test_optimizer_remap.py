@@ -19,7 +19,7 @@ from fp8ref import (
     verify_fp8_status,
 )
 
-from .conftest import make_args
+from .conftest import make_args, warnings_besides_compile_notice
 
 
 def _model_and_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -62,7 +62,8 @@ def test_patch_points_the_optimizer_at_the_replaced_weights(caplog: pytest.LogCa
     assert all(id(p) in in_model for group in optimizer.param_groups for p in group["params"])
     with caplog.at_level(logging.WARNING):
         report = verify_fp8_status(accelerator, args)
-    assert report.in_effect and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # quiet but for the C12e notice: the model runs eagerly (it trains below, so it is not compiled)
+    assert report.in_effect and not warnings_besides_compile_notice(caplog.records)
     assert _train(accelerator, model, optimizer) is True
 
 

@@ -216,3 +216,67 @@ def test_module_imports_no_torch() -> None:
         "assert mod.predict(64, 64, 64).speedup < 1\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------- eager against compiled
+
+
+def test_eager_cast_bytes_hand_computed() -> None:
+    """What torchao 0.18's eager code launches per dynamic cast of a bf16 tensor: abs (2+2), amax (2),
+    to float32 (2+4), * scale (4+4), clamp (4+4), to float8 (4+1) = 33 bytes per element; each of X, W and dY
+    cast once per GEMM that uses it (twice), plus the three float8 layout copies of preprocess_addmm."""
+    m, k, n = 4, 8, 16
+    x, w, dy = m * k, n * k, m * n
+    scale = 2 + 10 + 16 + 16 + 12 + 8  # amax write, to float64, clamp, divide, to float32, reciprocal
+    assert rl.cast_bytes(m, k, n, "tensorwise", "eager") == 2 * 33 * (x + w + dy) + 2 * (x + w + dy) + 6 * scale
+    pow2 = scale + 24  # log2, floor, exp2 of each rowwise scale
+    rescale = 4 + 4 + 2 + 2  # the float32 outer product of the inverse scales, then the bf16 output rescaled
+    scales = m + n + m + k + n + k
+    expected = 2 * 33 * (x + w + dy) + 2 * (x + w + dy) + rescale * (x + w) + pow2 * scales
+    assert rl.cast_bytes(m, k, n, "rowwise", "eager") == expected
+    # rowwise_with_gw_hp: four casts, the weight's layout copy, the grad_input rescale; grad_weight in bf16
+    expected = 33 * (x + w + dy + w) + 2 * w + rescale * x + pow2 * (m + n + m + 1)
+    assert rl.cast_bytes(m, k, n, "rowwise_with_gw_hp", "eager") == expected
+    # Transformer Engine's kernels are its own: the same with or without torch.compile
+    assert rl.cast_ops(m, k, n, "te_delayed", "eager") == rl.cast_ops(m, k, n, "te_delayed")
+
+
+@given(m=dims, k=dims, n=dims, recipe=st.sampled_from(["tensorwise", "rowwise", "rowwise_with_gw_hp"]))
+def test_eager_never_beats_compiled(m: int, k: int, n: int, recipe: str) -> None:
+    eager = rl.predict(m, k, n, recipe, "h100-sxm", "eager")
+    fused = rl.predict(m, k, n, recipe, "h100-sxm", "compiled")
+    assert eager.mode == "eager" and fused.mode == "compiled"
+    assert eager.cast_bytes > fused.cast_bytes
+    assert eager.speedup < fused.speedup
+    assert eager.bf16_time_s == fused.bf16_time_s and eager.fp8_gemm_time_s == fused.fp8_gemm_time_s
+
+
+def test_eager_llama3_8b_loses_on_h100_at_the_peak_rate() -> None:
+    shapes = rl.llama_projection_shapes(rl.LLAMA3_8B).values()
+    for recipe in ("tensorwise", "rowwise"):
+        preds = [rl.predict(8192, k, n, recipe, "h100-sxm", "eager") for k, n in shapes]
+        whole = sum(p.bf16_time_s for p in preds) / sum(p.fp8_time_s for p in preds)
+        assert whole < 1.0, recipe
+        compiled = [rl.predict(8192, k, n, recipe, "h100-sxm") for k, n in shapes]
+        assert sum(p.bf16_time_s for p in compiled) / sum(p.fp8_time_s for p in compiled) > 1.3
+
+
+def test_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="valid: compiled, eager"):
+        rl.predict(64, 64, 64, "rowwise", "h100-sxm", "jit")
+    assert rl.predict(64, 64, 64, "rowwise", "h100-sxm", " Eager ").mode == "eager"
+
+
+def test_bf16_rate_keeps_the_peak_ratio_and_the_bandwidth() -> None:
+    slow = H100.at_bf16_rate(300.0)
+    assert slow.bf16_flops == pytest.approx(300e12)
+    assert slow.fp8_flops == pytest.approx(300e12 * H100.fp8_flops / H100.bf16_flops)
+    assert slow.hbm_bytes_per_s == H100.hbm_bytes_per_s
+    # a slower baseline spends longer in its GEMMs while the casts cost the same: FP8 gains more
+    for mode in rl.MODES:
+        assert (
+            rl.predict(8192, 4096, 4096, "rowwise", slow, mode).speedup
+            > rl.predict(8192, 4096, 4096, "rowwise", H100, mode).speedup
+        )
+    with pytest.raises(ValueError, match="positive finite"):
+        H100.at_bf16_rate(0.0)
