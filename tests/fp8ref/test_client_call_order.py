@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import accelerate.accelerator as accelerator_module
+import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
@@ -148,3 +149,71 @@ def test_configure_writes_no_variable_outside_its_prefixes() -> None:
     configure_fp8_environment(make_args())
     changed = {n for n in set(before) | set(os.environ) if before.get(n) != os.environ.get(n)}
     assert changed and all(n.startswith(("ACCELERATE_MIXED_PRECISION", "ACCELERATE_FP8_", "FP8_")) for n in changed)
+
+
+def test_c14b_llamafactorys_order_through_the_trainer_with_bf16(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Arguments first (``bf16=True``: ``args.mixed_precision`` is ``"bf16"``), configure alone (torchao: no patch
+    call, as LLaMA-Factory does), the Trainer, verify at the end of ``__init__``, then ``train()``."""
+    import dataclasses
+
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
+
+    @dataclasses.dataclass
+    class Args(TrainingArguments):
+        fp8: bool = False
+        fp8_backend: str = "auto"
+        fp8_enable_fsdp_float8_all_gather: bool = False
+
+    class Batch(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        ids = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(0))
+
+        def __len__(self) -> int:
+            return len(self.ids)
+
+        def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+            return {"input_ids": self.ids[index], "labels": self.ids[index]}
+
+    args = Args(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        logging_steps=1,
+        per_device_train_batch_size=2,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=True,
+        disable_tqdm=True,
+        fp8=True,
+        fp8_backend="torchao",
+    )
+    assert args.mixed_precision == "bf16"
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=16,
+    )
+    configure_fp8_environment(args)
+    trainer = Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=Batch())
+    with caplog.at_level(logging.WARNING):
+        verify_fp8_status(trainer.accelerator, args)
+        trainer.train()
+    assert trainer.accelerator.mixed_precision == "fp8"
+    model = trainer.model
+    assert isinstance(model, nn.Module)
+    layers = {
+        fqn.rsplit(".", 1)[-1]: type(m).__name__ for fqn, m in model.named_modules() if "proj" in fqn or "head" in fqn
+    }
+    assert layers == {
+        **dict.fromkeys(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), "Float8Linear"),
+        "lm_head": "Linear",
+    }
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "torch.compile" not in r.getMessage()]
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 2 and all(np.isfinite(losses)), losses
