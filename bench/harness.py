@@ -148,17 +148,12 @@ def convert_torchao(model: nn.Module, variant: Variant, *, emulate: bool = False
 
 @contextlib.contextmanager
 def fresh_accelerate_state() -> Iterator[None]:
-    """Reset accelerate's process-wide state and ``os.environ`` around a block."""
-    from accelerate.state import AcceleratorState
+    """A block that starts from fresh accelerate state and leaves ``os.environ``, ``sys.path`` and accelerate (its
+    state and the namespaces a patch changes) as they were (the suite's isolation, :mod:`fp8ref_conformance.kit`)."""
+    from fp8ref_conformance.kit.isolation import isolated
 
-    saved = dict(os.environ)
-    AcceleratorState._reset_state(True)
-    try:
+    with isolated():
         yield
-    finally:
-        AcceleratorState._reset_state(True)
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def accelerate_prepare(variant: Variant, *objects: Any) -> tuple[Any, list[Any]]:

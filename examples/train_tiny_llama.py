@@ -11,7 +11,8 @@ What it shows: the two calls that make the Trainer train in FP8 (``configure_fp8
 and, at the end, ``verify_fp8_status``'s report: whether FP8 is in effect, which linear layers run in FP8 and
 which were kept in high precision, and why.
 
-The model is built from a ``LlamaConfig`` (no download) with projection sizes divisible by 16 and small
+The model is the conformance suite's tiny Llama (``fp8ref_conformance.kit.models``), built from a
+``LlamaConfig`` (no download) with projection sizes divisible by 16 and small
 enough for torchao's float8 kernels on a CPU, which are slow (they exist for correctness, not speed): expect
 about half a second per step here. On a GPU (``--cuda``) the same script runs the real FP8 kernels.
 The data are synthetic sequences (arithmetic progressions modulo the vocabulary), so the loss falls quickly.
@@ -45,8 +46,6 @@ logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 import torch  # noqa: E402
 from transformers import (  # noqa: E402
-    LlamaConfig,
-    LlamaForCausalLM,
     PrinterCallback,
     ProgressCallback,
     Trainer,
@@ -57,8 +56,9 @@ from transformers import (  # noqa: E402
 )
 
 import fp8ref  # noqa: E402
+from fp8ref_conformance.kit.models import TINY_LLAMA_VOCAB, tiny_llama  # noqa: E402
 
-VOCAB = 128
+VOCAB = TINY_LLAMA_VOCAB
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -130,21 +130,6 @@ class StepLossProgress(StepLossPrinter, ProgressCallback):
             return
         self.training_bar.write(line)
         sys.stdout.flush()
-
-
-def tiny_llama(layers: int, seq_len: int, seed: int) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=seq_len,
-        tie_word_embeddings=False,
-    )
-    return LlamaForCausalLM(config)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -269,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = ArithmeticSequences(
             count=max(64, options.steps * options.batch_size), seq_len=options.seq_len, seed=1
         )
-        model: torch.nn.Module = tiny_llama(options.layers, options.seq_len, options.seed)
+        model = tiny_llama(seed=options.seed, layers=options.layers, max_positions=max(64, options.seq_len))
         if options.lora_rank:
             model = with_lora(model, options.lora_rank, options.lora_targets.split(","))
         trainer = Trainer(

@@ -72,10 +72,6 @@ def probe_backend(backend: Backend) -> BackendProbe:
     return BackendProbe(backend, True, version, None)
 
 
-def is_backend_available(backend: Backend) -> bool:
-    return probe_backend(backend).available
-
-
 def _unavailable_error(probe: BackendProbe, requested: Backend) -> FP8BackendUnavailableError:
     return FP8BackendUnavailableError(
         f"FP8 training was requested with fp8_backend={requested.value!r}, but {probe.package} is not "

@@ -1,9 +1,14 @@
-"""``fp8ref doctor``: what is installed, what GPU is here, and whether each FP8 backend would work."""
+"""``fp8ref doctor``: what is installed, what GPU is here, whether each FP8 backend would work, and known
+incompatibilities between the packages installed (PEFT's LoRA and torchao)."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
 import platform
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fp8ref.backends import INSTALL_HINT, installed_version, probe_backend
@@ -23,12 +28,23 @@ class BackendVerdict:
 
 
 @dataclass(frozen=True)
+class CompatibilityVerdict:
+    """Whether two installed packages work together for FP8 training (``name`` says which, with versions)."""
+
+    name: str
+    compatible: bool
+    detail: str
+    fix: str | None
+
+
+@dataclass(frozen=True)
 class DoctorReport:
     python: str
     versions: dict[str, str | None]
     cuda_device: str | None
     compute_capability: tuple[int, int] | None
     backends: tuple[BackendVerdict, ...] = field(default=())
+    compatibility: tuple[CompatibilityVerdict, ...] = field(default=())
 
     @property
     def any_usable(self) -> bool:
@@ -41,6 +57,7 @@ class DoctorReport:
             "cuda_device": self.cuda_device,
             "compute_capability": list(self.compute_capability) if self.compute_capability else None,
             "backends": [verdict.__dict__ for verdict in self.backends],
+            "compatibility": [verdict.__dict__ for verdict in self.compatibility],
             "any_backend_usable": self.any_usable,
         }
 
@@ -58,6 +75,10 @@ class DoctorReport:
             lines.append(f"[{state}] {verdict.backend}: {verdict.detail}")
             if verdict.fix:
                 lines.append(f"      fix: {verdict.fix}")
+        for check in self.compatibility:
+            lines.append(f"[{'OK ' if check.compatible else 'NO '}] {check.name}: {check.detail}")
+            if check.fix:
+                lines.append(f"      fix: {check.fix}")
         if not self.any_usable:
             lines += [
                 "",
@@ -139,6 +160,70 @@ def _te_verdict(capability: tuple[int, int] | None) -> BackendVerdict:
     return BackendVerdict("te", "transformer-engine", probe.version, True, "importable; GPU supports FP8", None)
 
 
+#: The function of PEFT's LoRA that runs for every target layer whenever torchao is installed (``peft.tuners.lora``).
+_PEFT_TORCHAO_DISPATCH = ("tuners/lora/torchao.py", "dispatch_torchao")
+
+
+def _torchao_imports_of(source: Path, function: str) -> list[tuple[str, str]] | None:
+    """``(module, name)`` for each ``from torchao... import name`` inside ``function`` of ``source``; ``None`` when the
+    file or the function is not there."""
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            return [
+                (statement.module, alias.name)
+                for statement in ast.walk(node)
+                if isinstance(statement, ast.ImportFrom) and (statement.module or "").split(".")[0] == "torchao"
+                for alias in statement.names
+                if statement.module is not None
+            ]
+    return None
+
+
+def lora_torchao_verdict() -> CompatibilityVerdict | None:
+    """PEFT's LoRA against the installed torchao, or ``None`` when either is missing or PEFT's layout is unknown.
+
+    When torchao is installed, PEFT's LoRA runs ``dispatch_torchao`` for every layer it wraps, and that imports torchao
+    names; a name the installed torchao lacks makes ``get_peft_model`` fail with ``ImportError`` (LLaMA-Factory's
+    ``finetuning_type: lora``): PEFT 0.18.1, LLaMA-Factory 0.9.5's pin, imports ``LinearActivationQuantizedTensor``
+    from ``torchao.quantization``, which torchao 0.18 removed. Judged by reading PEFT's source (without importing
+    PEFT, which imports transformers) and importing the torchao modules it names.
+    """
+    peft_version, torchao_version = installed_version("peft"), installed_version("torchao")
+    spec = importlib.util.find_spec("peft") if peft_version and torchao_version else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    relative, function = _PEFT_TORCHAO_DISPATCH
+    imports = _torchao_imports_of(Path(next(iter(spec.submodule_search_locations))) / relative, function)
+    if imports is None:
+        return None
+    missing = []
+    for module_name, name in imports:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            missing.append(f"{module_name} (the module)")
+            continue
+        if not hasattr(module, name):
+            missing.append(f"{name} from {module_name}")
+    title = f"LoRA (peft {peft_version}, torchao {torchao_version})"
+    if not missing:
+        return CompatibilityVerdict(title, True, "peft's LoRA finds the torchao names it imports", None)
+    return CompatibilityVerdict(
+        title,
+        False,
+        f"peft's LoRA ({function}, run for every layer it wraps while torchao is installed) imports "
+        f"{', '.join(missing)}, which torchao {torchao_version} does not have: get_peft_model fails with ImportError "
+        "(in LLaMA-Factory: finetuning_type: lora)",
+        "install a torchao that has it (torchao 0.17.0 has LinearActivationQuantizedTensor and trains float8 with "
+        "torch 2.13), or a peft that does not import it (peft 0.21.2 works with torchao 0.18.0); "
+        "LLaMA-Factory 0.9.5 pins peft<=0.18.1",
+    )
+
+
 def run_doctor() -> DoctorReport:
     device, capability = _cuda()
     versions = {
@@ -159,4 +244,5 @@ def run_doctor() -> DoctorReport:
         cuda_device=device,
         compute_capability=capability,
         backends=(_torchao_verdict(capability), _te_verdict(capability)),
+        compatibility=tuple(verdict for verdict in (lora_torchao_verdict(),) if verdict is not None),
     )

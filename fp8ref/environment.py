@@ -19,7 +19,7 @@ from typing import Any
 from fp8ref.backends import INSTALL_HINT, probe_backend, resolve_backend
 from fp8ref.config import Backend, FP8Settings, parse_recipe
 from fp8ref.deepspeed_check import check_deepspeed_compatible, deepspeed_requested
-from fp8ref.errors import FP8ConfigError
+from fp8ref.errors import FP8BackendUnavailableError, FP8ConfigError
 from fp8ref.recipes import TE_AMAX_COMPUTE_ALGO, TE_AMAX_HISTORY_LEN, TE_FP8_FORMAT
 
 logger = logging.getLogger(__name__)
@@ -72,23 +72,42 @@ def _variables_for(settings: FP8Settings) -> dict[str, str]:
 
 
 def configure_fp8_environment(training_args: Any) -> dict[str, str]:
-    """Set the environment that accelerate reads for the FP8 request of ``training_args``.
+    """Set the environment that accelerate reads for the FP8 request of ``training_args``, and patch accelerate so
+    that every ``Accelerator`` built from now on runs FP8 with fp8ref's recipe and module filter.
 
-    Returns the variables whose value changed (name to new value). Does nothing when FP8 is off.
-    Validation happens before any variable is written, so an invalid request leaves ``os.environ`` as
-    it was: an unknown backend, or the FSDP float8 all-gather with a DeepSpeed config in the arguments
+    Returns the variables whose value changed (name to new value). Does nothing when FP8 is off. Validation
+    happens before any variable is written, so an invalid request leaves ``os.environ`` (and accelerate) as it
+    was: an unknown backend, or the FSDP float8 all-gather with a DeepSpeed config in the arguments
     (:class:`FP8ConfigError`, see :mod:`fp8ref.deepspeed_check`). Idempotent.
+
+    The environment alone is not enough for a trainer whose ``TrainingArguments`` were built before this call
+    (LLaMA-Factory's trainers call it inside ``Trainer.__init__``): ``TrainingArguments`` read
+    ``ACCELERATE_MIXED_PRECISION`` when they are built, and the HF ``Trainer`` passes that value
+    (``mixed_precision="no"``, or ``"bf16"``) to its ``Accelerator`` explicitly, which accelerate prefers over the
+    variable. So this also calls :func:`~fp8ref.patch.patch_accelerator_for_fp8` with ``training_args``: the
+    ``Accelerator`` the Trainer builds next is FP8 whatever ``mixed_precision`` it is given, a second
+    ``patch_accelerator_for_fp8()`` changes nothing, and an ``Accelerator`` that is not in FP8 (one built before
+    this call) still prepares models in high precision instead of failing in accelerate (contract clause C8g).
+    The arguments object is not modified. When the backend is not usable here (not importable, or accelerate
+    cannot build its recipe handler), only the C8g fix is installed, and a warning says that ``Accelerator()``
+    will fail: this function itself raises only for invalid arguments. :func:`~fp8ref.patch.unpatch_accelerator_for_fp8`
+    undoes the patch; :func:`fp8_environment` undoes both.
     """
+    from fp8ref.patch import guard_accelerator_outside_fp8, patch_accelerator_for_fp8
+
     settings = FP8Settings.from_training_args(training_args)
     variables = _variables_for(settings)
-    if variables:
-        check_deepspeed_compatible(
-            settings.enable_fsdp_float8_all_gather,
-            deepspeed=deepspeed_requested(training_args, environ={}),
-            where="the training arguments carry a DeepSpeed config",
-        )
-    if variables and settings.backend is not Backend.AUTO:
+    if not variables:
+        return {}
+    check_deepspeed_compatible(
+        settings.enable_fsdp_float8_all_gather,
+        deepspeed=deepspeed_requested(training_args, environ={}),
+        where="the training arguments carry a DeepSpeed config",
+    )
+    usable = True
+    if settings.backend is not Backend.AUTO:
         probe = probe_backend(settings.backend)
+        usable = probe.available
         if not probe.available:
             logger.warning(
                 "%s=%s is set, but %s is not usable here (%s): Accelerator() will fail. Install it: %s",
@@ -102,14 +121,26 @@ def configure_fp8_environment(training_args: Any) -> dict[str, str]:
     os.environ.update(variables)
     for name, value in changed.items():
         logger.info("set %s=%s", name, value)
+    if usable:
+        try:
+            patch_accelerator_for_fp8(training_args)
+        except FP8BackendUnavailableError as exc:  # importable, but accelerate cannot build its recipe handler
+            logger.warning("%s=%s is set, but %s Accelerator() will fail.", BACKEND_VAR, variables[BACKEND_VAR], exc)
+            usable = False
+    if not usable:
+        guard_accelerator_outside_fp8()
     return changed
 
 
 @contextlib.contextmanager
 def fp8_environment(training_args: Any) -> Iterator[dict[str, str]]:
-    """Context manager form of :func:`configure_fp8_environment`: restores the previous values on exit."""
+    """Context manager form of :func:`configure_fp8_environment`: restores the previous values on exit, and
+    removes accelerate's patch unless it was there before."""
+    from fp8ref.patch import is_accelerator_patched, unpatch_accelerator_for_fp8
+
     names = list(fp8_environment_variables(training_args))
     previous = {name: os.environ.get(name) for name in names}
+    was_patched = is_accelerator_patched() if names else True
     try:
         yield configure_fp8_environment(training_args)
     finally:
@@ -118,6 +149,8 @@ def fp8_environment(training_args: Any) -> Iterator[dict[str, str]]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        if not was_patched:
+            unpatch_accelerator_for_fp8()
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> FP8Settings:

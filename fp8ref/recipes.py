@@ -4,17 +4,21 @@
   default, tensorwise when FSDP float8 all-gather is requested (torchao supports the float8 all-gather
   only with tensorwise weights).
 - Transformer Engine: ``TERecipeKwargs(fp8_format="HYBRID", amax_history_len=16, amax_compute_algo="max")``
-  (``FP8RecipeKwargs(backend="TE", ...)`` on accelerate releases without ``TERecipeKwargs``).
+  (``FP8RecipeKwargs(backend="TE", ...)`` on accelerate releases without ``TERecipeKwargs``), and the same
+  recipe as ``FP8RecipeKwargs(backend="TE", ...)`` under DeepSpeed, because accelerate's DeepSpeed path reads
+  only that handler (see :func:`te_handler_for_deepspeed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from fp8ref.backends import INSTALL_HINT, resolve_backend
 from fp8ref.config import Backend, FP8Settings, TorchaoRecipe
+from fp8ref.deepspeed_check import deepspeed_requested
 from fp8ref.errors import FP8BackendUnavailableError
 from fp8ref.module_filter import ModuleFilter, make_module_filter
 
@@ -73,7 +77,7 @@ def _torchao_handler(settings: FP8Settings) -> KwargsHandler:
     return handler
 
 
-def _te_handler(settings: FP8Settings) -> KwargsHandler:
+def _te_handler(settings: FP8Settings, *, deepspeed: bool) -> KwargsHandler:
     import accelerate.utils
 
     if settings.enable_fsdp_float8_all_gather:
@@ -87,34 +91,73 @@ def _te_handler(settings: FP8Settings) -> KwargsHandler:
             settings.recipe.value,
             TE_FP8_FORMAT,
         )
-    recipe = {
+    recipe: dict[str, Any] = {
         "fp8_format": TE_FP8_FORMAT,
         "amax_history_len": TE_AMAX_HISTORY_LEN,
         "amax_compute_algo": TE_AMAX_COMPUTE_ALGO,
     }
     te_recipe_cls = getattr(accelerate.utils, "TERecipeKwargs", None)
     try:
-        if te_recipe_cls is not None:
-            handler: KwargsHandler = te_recipe_cls(**recipe)
+        if deepspeed:
+            handler = te_handler_for_deepspeed(recipe)
+        elif te_recipe_cls is not None:
+            handler = te_recipe_cls(**recipe)
         else:
-            handler = accelerate.utils.FP8RecipeKwargs(backend="TE", **recipe)
+            handler = _fp8_recipe_kwargs(recipe)
     except ImportError as exc:  # accelerate also checks the installed metadata of transformer-engine
         raise FP8BackendUnavailableError(
             f"accelerate cannot find transformer-engine ({exc}). Install it: {INSTALL_HINT[Backend.TE]}."
         ) from exc
     logger.info(
-        "FP8 with Transformer Engine: DelayedScaling %s, amax_history_len=%d, amax_compute_algo=%s",
+        "FP8 with Transformer Engine: DelayedScaling %s, amax_history_len=%d, amax_compute_algo=%s (%s)",
         TE_FP8_FORMAT,
         TE_AMAX_HISTORY_LEN,
         TE_AMAX_COMPUTE_ALGO,
+        type(handler).__name__,
     )
     return handler
 
 
-def build_fp8_handler(settings: FP8Settings) -> KwargsHandler:
-    """The single FP8 recipe handler of an enabled request. Raises when its backend is unusable."""
+def _fp8_recipe_kwargs(fields: dict[str, Any]) -> KwargsHandler:
+    """``FP8RecipeKwargs(backend="TE", **fields)``, without the ``FutureWarning`` its constructor issues: fp8ref
+    chooses the deprecated class on purpose (see :func:`te_handler_for_deepspeed`), the user did not."""
+    from accelerate.utils import FP8RecipeKwargs
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*FP8RecipeKwargs is deprecated.*", category=FutureWarning)
+        handler: KwargsHandler = FP8RecipeKwargs(backend="TE", **fields)
+    return handler
+
+
+def te_handler_for_deepspeed(fields: dict[str, Any]) -> KwargsHandler:
+    """The Transformer Engine recipe ``fields`` as the handler that accelerate's DeepSpeed path reads.
+
+    Under DeepSpeed, accelerate (1.11 to 1.15) wraps the model's forward in ``Accelerator._prepare_deepspeed``
+    with ``apply_fp8_autowrap(model, self.fp8_recipe_handler)``: only the deprecated ``FP8RecipeKwargs`` lands in
+    that attribute, and a ``TERecipeKwargs`` (``te_recipe_handler``) is not read there, so TE's default recipe
+    (``DelayedScaling()``, amax history 1024) would run instead of the one built. Without DeepSpeed, accelerate
+    reads ``te_recipe_handler or fp8_recipe_handler``, so this handler serves there too. On an accelerate without
+    ``FP8RecipeKwargs`` the ``TERecipeKwargs`` is returned.
+    """
+    import accelerate.utils
+
+    if getattr(accelerate.utils, "FP8RecipeKwargs", None) is None:
+        logger.info("accelerate has no FP8RecipeKwargs: the Transformer Engine recipe is a TERecipeKwargs")
+        te_handler: KwargsHandler = accelerate.utils.TERecipeKwargs(**fields)
+        return te_handler
+    return _fp8_recipe_kwargs(fields)
+
+
+def build_fp8_handler(settings: FP8Settings, *, deepspeed: bool = False) -> KwargsHandler:
+    """The single FP8 recipe handler of an enabled request. Raises when its backend is unusable.
+
+    ``deepspeed``: the run uses DeepSpeed; a Transformer Engine recipe is then an ``FP8RecipeKwargs`` (see
+    :func:`te_handler_for_deepspeed`). It changes nothing for torchao.
+    """
     backend = resolve_backend(settings)
-    return _torchao_handler(settings) if backend is Backend.TORCHAO else _te_handler(settings)
+    if backend is Backend.TORCHAO:
+        return _torchao_handler(settings)
+    return _te_handler(settings, deepspeed=deepspeed)
 
 
 def create_fp8_kwargs(training_args: Any) -> list[KwargsHandler]:
@@ -123,11 +166,15 @@ def create_fp8_kwargs(training_args: Any) -> list[KwargsHandler]:
     Raises :class:`~fp8ref.errors.FP8ConfigError` (a ``ValueError``) for invalid arguments and
     :class:`~fp8ref.errors.FP8BackendUnavailableError` (an ``ImportError``) when the backend cannot be
     imported: an enabled FP8 request never quietly becomes ``[]``.
+
+    Under DeepSpeed (``training_args.deepspeed`` set, or ``ACCELERATE_USE_DEEPSPEED=true`` as ``accelerate launch``
+    sets it from a DeepSpeed config) the Transformer Engine recipe comes as ``FP8RecipeKwargs(backend="TE")``,
+    the only handler accelerate's DeepSpeed path reads (see :func:`te_handler_for_deepspeed`).
     """
     settings = FP8Settings.from_training_args(training_args)
     if not settings.enabled:
         return []
-    return [build_fp8_handler(settings)]
+    return [build_fp8_handler(settings, deepspeed=deepspeed_requested(training_args))]
 
 
 def recipe_name_of(config: Any) -> str:

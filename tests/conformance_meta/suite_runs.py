@@ -9,7 +9,9 @@ run's exit status, terminal output and JSON report. The runs share only what a P
 after every run. An implementation that changes another module when it is imported (fp8ref's, say) must
 come last in its batch.
 
-Used as a library by the meta-tests (:func:`run_suites`) and as a script by the child it starts.
+This is the one way the meta-tests start a child suite (``fp8ref check``'s own children are its runner's
+business, tested in ``test_runner.py``). Used as a library by the meta-tests (:func:`run_suites`) and as a
+script by the child it starts.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ class SuiteRun:
 
 @dataclass(frozen=True)
 class SuiteResult:
-    """What a run left: pytest's exit status, its terminal output, and the suite's JSON report (if written)."""
+    """What a run left: pytest's exit status, its terminal output (stdout, stderr), and the suite's JSON report
+    (if written)."""
 
     ret: int
     stdout: str
     report: dict[str, Any] | None
+    stderr: str = ""
 
 
 def run_suites(runs: list[SuiteRun], workdir: Path, *, timeout: float = 600.0) -> dict[str, SuiteResult]:
@@ -70,6 +74,7 @@ def run_suites(runs: list[SuiteRun], workdir: Path, *, timeout: float = 600.0) -
             ret=int((out / "ret").read_text()),
             stdout=(out / "stdout.txt").read_text(),
             report=json.loads(report.read_text()) if report.exists() else None,
+            stderr=(out / "stderr.txt").read_text(),
         )
     return results
 
@@ -85,7 +90,12 @@ def _run_one(run: SuiteRun, workdir: Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join([*run.path, *filter(None, [environ.get("PYTHONPATH")])])
     sys.path[:0] = list(run.path)
     try:
-        with (out / "stdout.txt").open("w") as stdout, contextlib.redirect_stdout(stdout):
+        with (
+            (out / "stdout.txt").open("w") as stdout,
+            (out / "stderr.txt").open("w") as stderr,
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+        ):
             ret = pytest.main([*run.args, "--conformance-report", str(out / "report.json")])
     finally:
         os.environ.clear()

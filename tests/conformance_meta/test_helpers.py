@@ -1,5 +1,5 @@
-"""Tests of the conformance suite's helpers: SQNR, environment snapshots, log capture, hiding a
-package, the stand-in Transformer Engine, the C9 rule, message checks and the probe."""
+"""Tests of the conformance suite's support code (``kit/``, ``children/probe.py``): SQNR, environment snapshots,
+log capture, hiding a package, the stand-in Transformer Engine, the C9 rule, message checks and the probe."""
 
 from __future__ import annotations
 
@@ -17,23 +17,14 @@ import pytest
 import torch
 from torch import nn
 
-from fp8ref_conformance import _probe
-from fp8ref_conformance.helpers import (
-    STANDIN_TE_VERSION,
-    capture_logs,
-    contract_accepts,
-    env_diff,
-    env_snapshot,
-    hidden_packages,
-    is_standin_te,
-    make_args,
-    mentions_package,
-    mentions_word,
-    restore_environ,
-    sqnr_db,
-    standin_te,
-    write_standin_te,
-)
+from fp8ref_conformance.children import probe
+from fp8ref_conformance.kit.contract import contract_accepts, make_args
+from fp8ref_conformance.kit.env import env_diff, env_snapshot, restore_environ
+from fp8ref_conformance.kit.logs import capture_logs
+from fp8ref_conformance.kit.messages import mentions_package, mentions_word
+from fp8ref_conformance.kit.numerics import sqnr_db
+from fp8ref_conformance.kit.packages import hidden_packages
+from fp8ref_conformance.kit.standin_te import STANDIN_TE_VERSION, is_standin_te, standin_te, write_standin_te
 
 # --------------------------------------------------------------------------- SQNR
 
@@ -237,8 +228,8 @@ def test_probe_records_results_exceptions_and_environment_changes() -> None:
 
     impl = types.SimpleNamespace(create_fp8_kwargs=create, configure_fp8_environment=configure)
     before = dict(os.environ)
-    failed = _probe._run_call(impl, {"id": "a", "fn": "create_fp8_kwargs", "args": {"fp8": True}})  # type: ignore[arg-type]
-    changed = _probe._run_call(impl, {"id": "b", "fn": "configure_fp8_environment", "args": {}})  # type: ignore[arg-type]
+    failed = probe._run_call(impl, {"id": "a", "fn": "create_fp8_kwargs", "args": {"fp8": True}})  # type: ignore[arg-type]
+    changed = probe._run_call(impl, {"id": "b", "fn": "configure_fp8_environment", "args": {}})  # type: ignore[arg-type]
     assert failed["ok"] is False and failed["is_import_error"] and "torchao" in failed["message"]
     assert changed["ok"] is True and changed["env"] == {"FP8META_SET": "1"}
     assert dict(os.environ) == before

@@ -1,18 +1,18 @@
-"""The known-failures file (``--fp8-xfails``), run as an adopter would: the suite in a child pytest against
-``broken/fp8broken_two_clauses.py``, which fails C1 and C3 and passes C2. Each child runs only the few
-tests of those clauses that the assertions need."""
+"""The known-failures file (``--fp8-xfails``), run as an adopter would: the suite against
+``broken/fp8broken_two_clauses.py``, which fails C1 and C3 and passes C2. The four sessions share one child
+process (:mod:`.suite_runs`); each runs only the few tests of those clauses that the assertions need."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import fp8ref_conformance
-from fp8ref_conformance.known import KnownFailuresError, load_known_failures
+from fp8ref_conformance.report.known import KnownFailuresError, load_known_failures
+
+from .suite_runs import SuiteResult, SuiteRun, run_suites
 
 BROKEN_DIR = Path(__file__).resolve().parent / "broken"
 IMPL = "fp8broken_two_clauses"
@@ -23,30 +23,25 @@ SUITE_FILE = str(Path(fp8ref_conformance.__file__).resolve().parent / "test_c01_
 C3_TEST = "test_c01_c04_args.py::test_c3_create_rejects_invalid_backend"
 
 
-def run_with_xfails(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, entries: str
-) -> tuple[pytest.RunResult, dict[str, Any] | None]:
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(BROKEN_DIR), os.environ.get("PYTHONPATH")) if p))
-    xfails = pytester.path / "known-failures.txt"
-    xfails.write_text(entries)
-    report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(
-        SUITE_FILE,
-        "-m",
-        "not gpu",
-        "-k",
-        SELECT,
-        "-p",
-        "no:cacheprovider",
-        "--fp8-impl",
-        IMPL,
-        "--fp8-xfails",
-        str(xfails),
-        "--conformance-report",
-        str(report),
-        timeout=300,
-    )
-    return result, json.loads(report.read_text()) if report.exists() else None
+#: The known-failures file of each session, by session key.
+ENTRIES = {
+    "both-listed": f"# today's failures\nc1  # lower case works\n\n{C3_TEST}\n",
+    "one-unlisted": "C1\n",
+    "stale": "C1\nC2\nC3\n",
+    "typo": "C1\nC3\nC9g\n",
+}
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
+    work = tmp_path_factory.mktemp("known-failures")
+    runs = []
+    for key, entries in ENTRIES.items():
+        xfails = work / f"{key}.txt"
+        xfails.write_text(entries)
+        args = (SUITE_FILE, "-m", "not gpu", "-k", SELECT, "-p", "no:cacheprovider", "--fp8-impl", IMPL)
+        runs.append(SuiteRun(key, (*args, "--fp8-xfails", str(xfails)), {}, (str(BROKEN_DIR),)))
+    return run_suites(runs, work / "runs")
 
 
 def outcomes(report: dict[str, Any] | None) -> dict[str, str]:
@@ -54,46 +49,45 @@ def outcomes(report: dict[str, Any] | None) -> dict[str, str]:
     return {clause: data["outcome"] for clause, data in report["clauses"].items()}
 
 
-def test_known_failures_both_listed_pass(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_known_failures_both_listed_pass(sessions: dict[str, SuiteResult]) -> None:
     """Both failures listed (one as a clause id, one as a test node id): the run passes, and the two clauses
     are ``known``, distinct from passed and failed, in the table and the JSON report."""
-    entries = f"# today's failures\nc1  # lower case works\n\n{C3_TEST}\n"
-    result, report = run_with_xfails(pytester, monkeypatch, entries)
+    result = sessions["both-listed"]
+    report = result.report
     assert outcomes(report) == {"C1": "known", "C2": "passed", "C3": "known"}
     assert report is not None and report["all_passed"] is True
     assert report["summary"]["known"] == 2
-    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
-    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, result.stdout[-3000:]
+    out = result.stdout
     assert any(line.startswith("C1 ") and "KNOWN" in line and "[SPEC.md#c1]" in line for line in out.splitlines())
     assert "CONFORMS: 1 clauses passed, 2 known" in out
 
 
-def test_known_failures_one_unlisted_failure_fails(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    result, report = run_with_xfails(pytester, monkeypatch, "C1\n")
-    assert outcomes(report) == {"C1": "known", "C2": "passed", "C3": "failed"}
+def test_known_failures_one_unlisted_failure_fails(sessions: dict[str, SuiteResult]) -> None:
+    result = sessions["one-unlisted"]
+    assert outcomes(result.report) == {"C1": "known", "C2": "passed", "C3": "failed"}
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert "DOES NOT CONFORM" in result.stdout.str()
+    assert "DOES NOT CONFORM" in result.stdout
 
 
-def test_known_failures_listed_clause_that_passes_fails(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_known_failures_listed_clause_that_passes_fails(sessions: dict[str, SuiteResult]) -> None:
     """Strict: an entry none of whose tests fails any more fails the run, saying it can be removed."""
-    result, report = run_with_xfails(pytester, monkeypatch, "C1\nC2\nC3\n")
+    result = sessions["stale"]
+    report = result.report
     assert outcomes(report) == {"C1": "known", "C2": "failed", "C3": "known"}
     assert report is not None
     message = report["clauses"]["C2"]["first_failure"]
     assert "listed as a known failure ('C2') but passes now: remove the entry" in message
     assert report["clauses"]["C2"]["stale_known_failures"] == ["C2"]
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert "remove the entry" in result.stdout.str()
+    assert "remove the entry" in result.stdout
 
 
-def test_known_failures_typo_is_an_error_naming_it(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    result, report = run_with_xfails(pytester, monkeypatch, "C1\nC3\nC9g\n")
+def test_known_failures_typo_is_an_error_naming_it(sessions: dict[str, SuiteResult]) -> None:
+    result = sessions["typo"]
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "line 3: 'C9g' names no clause of the suite" in result.stderr.str()
-    assert report is None
+    assert "line 3: 'C9g' names no clause of the suite" in result.stderr
+    assert result.report is None
 
 
 @pytest.mark.parametrize(

@@ -1,62 +1,74 @@
 """A module that offers only some of the five functions is judged clause by clause: a clause whose tests
 need a missing function reports ``missing: <function>`` (once, in its table line), every other clause is
 judged on its merits, and the JSON report lists the missing functions. A module that offers none of the
-five, or cannot be imported, is one clear error. One child run per module, on one cheap test group per
-clause that the assertions name."""
+five, or cannot be imported, is one clear error. One session per module, on one cheap test group per clause
+that the assertions name, all in one child process (:mod:`.suite_runs`)."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .suite_runs import SuiteResult, SuiteRun, run_suites
+
 PARTIAL_DIR = Path(__file__).resolve().parent / "partial"
 PATCH = "patch_accelerator_for_fp8"
 
 
-def run_partial(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, impl: str, select: str
-) -> tuple[pytest.RunResult, dict[str, Any]]:
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(PARTIAL_DIR), os.environ.get("PYTHONPATH")) if p))
-    monkeypatch.delenv("FP8REF_IMPL", raising=False)
-    report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(
-        "--pyargs",
-        "fp8ref_conformance",
-        "-m",
-        "not gpu",
-        "-k",
-        select,
-        "-p",
-        "no:cacheprovider",
-        "--fp8-impl",
-        impl,
-        "--conformance-report",
-        str(report),
-        timeout=300,
-    )
-    assert report.exists(), result.stdout.str()[-3000:]
-    return result, json.loads(report.read_text())
+#: The clauses judged on their merits for a module without the patch (fp8ref's four functions pass them).
+NO_PATCH_MERITS = (
+    "c1_fp8_false or c2_create or c3_create or c4_te_missing_in or c5_default or c6_flag_false"
+    " or c7_te_gives or c8a or c8e or c9f or c10_prepare or c12a_warns_when_accelerator"
+)
+SESSIONS = {
+    "fp8partial_no_patch": f"{NO_PATCH_MERITS} or c13c or c13e or c14_trainer_converts",
+    "fp8partial_kwargs_only": "c1_fp8_false or c5_default or c9f or c2 or c8a or c13c or c15",
+    "fp8partial_nothing": "c1_",
+}
 
 
-def _table_lines(result: pytest.RunResult) -> dict[str, str]:
-    lines = result.stdout.str().split("FP8 conformance by clause", 1)[1].splitlines()
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
+    runs = [
+        SuiteRun(
+            impl,
+            (
+                "--pyargs",
+                "fp8ref_conformance",
+                "-m",
+                "not gpu",
+                "-k",
+                select,
+                "-p",
+                "no:cacheprovider",
+                "--fp8-impl",
+                impl,
+            ),
+            {},
+            (str(PARTIAL_DIR),),
+        )
+        for impl, select in SESSIONS.items()
+    ]
+    return run_suites(runs, tmp_path_factory.mktemp("partial-runs"))
+
+
+def _report(result: SuiteResult) -> dict[str, Any]:
+    assert result.report is not None, result.stdout[-3000:]
+    return result.report
+
+
+def _table_lines(result: SuiteResult) -> dict[str, str]:
+    lines = result.stdout.split("FP8 conformance by clause", 1)[1].splitlines()
     return {line.split()[0]: line for line in lines if line[:1] in ("C", "G") and len(line.split()) > 1}
 
 
-def test_module_without_the_patch_is_judged_clause_by_clause(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_module_without_the_patch_is_judged_clause_by_clause(sessions: dict[str, SuiteResult]) -> None:
     """C1 to C12 are judged on their merits (fp8ref's four functions pass them); C13 and C14 fail, naming
     the patch."""
-    merits = "c1_fp8_false or c2_create or c3_create or c4_te_missing_in or c5_default or c6_flag_false"
-    merits += " or c7_te_gives or c8a or c8e or c9f or c10_prepare or c12a_warns_when_accelerator"
-    result, report = run_partial(
-        pytester, monkeypatch, "fp8partial_no_patch", f"{merits} or c13c or c13e or c14_trainer_converts"
-    )
+    result = sessions["fp8partial_no_patch"]
+    report = _report(result)
     outcomes = {clause: data["outcome"] for clause, data in report["clauses"].items()}
     judged = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8a", "C8e", "C9f", "C10", "C12a"]
     assert {c: outcomes.get(c) for c in judged} == dict.fromkeys(judged, "passed")
@@ -70,18 +82,15 @@ def test_module_without_the_patch_is_judged_clause_by_clause(
     table = _table_lines(result)
     assert table["C13c"].count(f"missing: {PATCH}") == 1 and "[SPEC.md#c13c]" in table["C13c"]
     assert "MISSING" in table["C14"] and "PASSED" in table["C9f"]
-    assert f"fp8 conformance: missing contract functions: {PATCH}" in result.stdout.str()
+    assert f"fp8 conformance: missing contract functions: {PATCH}" in result.stdout
     assert report["all_passed"] is False and result.ret == pytest.ExitCode.TESTS_FAILED
 
 
-def test_module_with_only_kwargs_and_mixed_precision(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_module_with_only_kwargs_and_mixed_precision(sessions: dict[str, SuiteResult]) -> None:
     """Only ``create_fp8_kwargs`` and ``get_fp8_mixed_precision``: the clauses that need no more (C1, C5, C9f)
     pass; C2 (verify), C8a and C13c (configure) and C15 (its workers configure) report what they miss."""
-    result, report = run_partial(
-        pytester, monkeypatch, "fp8partial_kwargs_only", "c1_fp8_false or c5_default or c9f or c2 or c8a or c13c or c15"
-    )
+    result = sessions["fp8partial_kwargs_only"]
+    report = _report(result)
     data = report["clauses"]
     assert {c: data[c]["outcome"] for c in ("C1", "C5", "C9f")} == dict.fromkeys(("C1", "C5", "C9f"), "passed")
     assert data["C2"]["outcome"] == "missing" and data["C2"]["counts"]["passed"] > 0, "C2's create tests pass"
@@ -97,11 +106,10 @@ def test_module_with_only_kwargs_and_mixed_precision(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
-def test_module_with_none_of_the_functions_is_one_clear_error(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    result, report = run_partial(pytester, monkeypatch, "fp8partial_nothing", "c1_")
+def test_module_with_none_of_the_functions_is_one_clear_error(sessions: dict[str, SuiteResult]) -> None:
+    result = sessions["fp8partial_nothing"]
+    report = _report(result)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    errors = [line for line in result.stderr.str().splitlines() if line.startswith("ERROR")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and "fp8partial_nothing offers none of the contract functions" in errors[0], errors
     assert report["clauses"] == {} and "offers none" in report["implementation"]["error"]

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from fp8ref_conformance.report import (
+from fp8ref_conformance.report.records import (
     CaseRecord,
     ClauseResult,
     all_passed,
     build_report,
     clause_of,
-    format_table,
     group_by_clause,
     write_report,
 )
+from fp8ref_conformance.report.render import format_table
 
 
 @pytest.mark.parametrize(
@@ -90,22 +90,22 @@ def test_report_json_round_trip_and_table(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- plugin
 
 
-def test_plugin_restores_accelerator_and_accelerate_namespaces() -> None:
+def test_isolation_restores_accelerator_and_accelerate_namespaces() -> None:
     import accelerate
     import accelerate.accelerator as accelerator_module
 
-    from fp8ref_conformance import conftest as plugin
+    from fp8ref_conformance.kit.isolation import snapshot
 
     init = accelerate.Accelerator.__init__
     convert = accelerator_module.convert_model
-    saved = plugin.accelerate_snapshot()
+    saved = snapshot()
     try:
         accelerate.Accelerator.__init__ = lambda self, *a, **k: None  # type: ignore[method-assign]
         accelerate.Accelerator._fp8meta_flag = True  # type: ignore[attr-defined]
         accelerator_module.convert_model = lambda *a, **k: None
         accelerate.Accelerator = type("Replaced", (), {})  # type: ignore[misc]
     finally:
-        plugin.restore_accelerate(saved)
+        saved.restore_accelerate()
     assert accelerate.Accelerator is accelerator_module.Accelerator
     assert accelerate.Accelerator.__init__ is init
     assert not hasattr(accelerate.Accelerator, "_fp8meta_flag")
@@ -174,7 +174,7 @@ def test_plugin_changes_nothing_in_another_projects_session(tmp_path: Path, ci: 
 
 
 def test_suite_settings_are_thorough_under_ci_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fp8ref_conformance.strategies import CI_EXAMPLES, DEV_EXAMPLES, THOROUGH_ENV_VAR, suite_settings
+    from fp8ref_conformance.kit.strategies import CI_EXAMPLES, DEV_EXAMPLES, THOROUGH_ENV_VAR, suite_settings
 
     monkeypatch.delenv(THOROUGH_ENV_VAR, raising=False)
     monkeypatch.setenv("CI", "true")

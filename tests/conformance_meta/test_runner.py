@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from fp8ref.cli import build_parser
-from fp8ref_conformance.runner import default_workers, markdown_table, pytest_command, run_check
+from fp8ref_conformance.report.render import markdown_table
+from fp8ref_conformance.runner import default_workers, pytest_command, run_check
 
 BROKEN_DIR = Path(__file__).resolve().parent / "broken"
 

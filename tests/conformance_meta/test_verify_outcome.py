@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from fp8ref_conformance.verify_outcome import (
+from fp8ref_conformance.kit.verify_outcome import (
     Outcome,
     assert_loud,
     assert_quiet,

@@ -4,7 +4,6 @@ report's node id and location)."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,14 +11,15 @@ import pytest
 
 import fp8ref_conformance
 
+from .suite_runs import SuiteRun, run_suites
+
 #: Two files of the installed suite (collecting every module costs seconds in each worker).
 SUITE_DIR = Path(fp8ref_conformance.__file__).resolve().parent
 
 
-def test_clause_report_is_complete_under_xdist(pytester: pytest.Pytester) -> None:
+def test_clause_report_is_complete_under_xdist(tmp_path: Path) -> None:
     pytest.importorskip("xdist", reason="pytest-xdist is not installed")
-    report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(
+    args = (
         *(str(SUITE_DIR / name) for name in ("test_c01_c04_args.py", "test_c09_filter.py")),
         "-m",
         "not gpu",
@@ -29,14 +29,13 @@ def test_clause_report_is_complete_under_xdist(pytester: pytest.Pytester) -> Non
         "1",  # one worker is enough: the controller still collects nothing (and each worker costs seconds)
         "-p",
         "no:cacheprovider",
-        "--conformance-report",
-        str(report),
-        timeout=300,
     )
-    out = result.stdout.str()
+    result = run_suites([SuiteRun("xdist", args)], tmp_path)["xdist"]
+    out = result.stdout
     assert result.ret == pytest.ExitCode.OK, out[-3000:]
     ran = int(re.search(r"(\d+) passed", out).group(1))  # type: ignore[union-attr]
-    data = json.loads(report.read_text())
+    data = result.report
+    assert data is not None
     recorded = sum(len(clause["tests"]) for clause in data["clauses"].values())
     assert set(data["clauses"]) == {"C1", "C9f"}
     assert recorded == ran > 0, f"the report holds {recorded} of the {ran} tests that ran"

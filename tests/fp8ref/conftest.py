@@ -1,39 +1,35 @@
-"""Isolation for fp8ref's own tests: each test gets the environment, accelerate's singleton state and
-``Accelerator.__init__`` back as they were."""
+"""Fixtures of fp8ref's own tests. Isolation: each test gets the environment, ``sys.path``, accelerate's singleton
+state and the namespaces fp8ref's patch changes (the ``Accelerator`` class, accelerate's module bindings) back as
+they were, with the suite's isolation module. The stand-in Transformer Engine is the suite's."""
 
 from __future__ import annotations
 
 import logging
-import os
 import types
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fp8ref_conformance.kit.isolation import isolated
+from fp8ref_conformance.kit.standin_te import standin_te as standin_te_on_path
+from fp8ref_conformance.kit.standin_te import write_standin_te
+
 
 @pytest.fixture(autouse=True)
 def _restore_fp8_state() -> Iterator[None]:
-    import accelerate.accelerator as accelerator_module
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    environ = dict(os.environ)
-    init = Accelerator.__init__
-    prepare_ao = Accelerator._prepare_ao
-    convert_model = accelerator_module.convert_model
-    try:
+    with isolated():
         yield
-    finally:
-        AcceleratorState._reset_state(True)
-        Accelerator.__init__ = init  # type: ignore[method-assign]
-        Accelerator._prepare_ao = prepare_ao  # type: ignore[method-assign]
-        for name in ("_fp8ref_original_init", "_fp8ref_original_prepare_ao", "_fp8ref_settings"):
-            if name in vars(Accelerator):
-                delattr(Accelerator, name)
-        accelerator_module.convert_model = convert_model
-        os.environ.clear()
-        os.environ.update(environ)
+
+
+@pytest.fixture
+def standin_te(tmp_path: Path) -> Iterator[Path]:
+    """The conformance suite's stand-in Transformer Engine on ``sys.path`` for one test (high-precision
+    ``te.Linear``, an ``fp8_autocast`` that records its arguments, ``transformer_engine.common.recipe`` and
+    installed metadata, so that accelerate takes it for TE)."""
+    with standin_te_on_path(tmp_path / "standin_te") as directory:
+        yield directory
 
 
 def make_args(**overrides: Any) -> types.SimpleNamespace:
@@ -53,3 +49,6 @@ def is_compile_notice(record: logging.LogRecord) -> bool:
 def warnings_besides_compile_notice(records: Iterable[logging.LogRecord]) -> list[logging.LogRecord]:
     """The records at WARNING or above other than the C12e notice: what "quiet" forbids on an eager model."""
     return [r for r in records if r.levelno >= logging.WARNING and not is_compile_notice(r)]
+
+
+__all__ = ["make_args", "standin_te", "warnings_besides_compile_notice", "write_standin_te"]

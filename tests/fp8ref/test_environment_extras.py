@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from fp8ref import Backend, FP8ConfigError, configure_fp8_environment, fp8_environment
+from fp8ref import Backend, FP8ConfigError, configure_fp8_environment, fp8_environment, is_accelerator_patched
 from fp8ref.environment import settings_from_environment
 
 from .conftest import make_args
@@ -33,12 +33,18 @@ def test_sets_the_seed_compatibility_variables_too() -> None:
 
 @pytest.mark.parametrize("te_installed", [False, True], ids=["te-absent", "te-present"])
 def test_te_sets_accelerates_recipe_defaults_to_fp8refs_recipe(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, te_installed: bool
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    te_installed: bool,
 ) -> None:
-    """Whatever this machine has: TE is made importable (an empty module) or not (``sys.modules``
-    entry ``None``) for the test."""
-    for name in ("transformer_engine", "transformer_engine.pytorch"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name) if te_installed else None)
+    """Whatever this machine has: TE is the suite's stand-in (importable, with installed metadata) or absent
+    (``sys.modules`` entry ``None``) for the test."""
+    if te_installed:
+        request.getfixturevalue("standin_te")
+    else:
+        for name in ("transformer_engine", "transformer_engine.pytorch"):
+            monkeypatch.setitem(sys.modules, name, None)
     with caplog.at_level(logging.WARNING):
         configure_fp8_environment(make_args(fp8_backend="te"))
     assert os.environ["ACCELERATE_FP8_BACKEND"] == "TE"
@@ -48,6 +54,29 @@ def test_te_sets_accelerates_recipe_defaults_to_fp8refs_recipe(
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     # Without TE the user is told at once, not at Accelerator() time; with TE nothing is said.
     assert any("transformer-engine" in m for m in warned) is not te_installed, warned
+    # With TE the Accelerator is patched; without it only the C8g fix is in, and Accelerator() fails loudly.
+    assert is_accelerator_patched() is te_installed
+
+
+def test_te_importable_but_unusable_for_accelerate_warns_instead_of_raising(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TE imports, but accelerate cannot build ``TERecipeKwargs`` (no installed metadata): configure still sets
+    the environment and warns, it does not raise (only invalid arguments raise)."""
+    import accelerate.utils
+
+    def unusable(**kwargs: object) -> None:
+        raise ImportError("TransformerEngine is not available. Please install it or use a different backend.")
+
+    for name in ("transformer_engine", "transformer_engine.pytorch"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setattr(accelerate.utils, "TERecipeKwargs", unusable)
+    with caplog.at_level(logging.WARNING):
+        configure_fp8_environment(make_args(fp8_backend="te"))
+    assert os.environ["ACCELERATE_FP8_BACKEND"] == "TE"
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("accelerate cannot find transformer-engine" in m and "will fail" in m for m in warned), warned
+    assert not is_accelerator_patched()
 
 
 def test_disabled_request_changes_nothing_and_returns_empty() -> None:

@@ -33,7 +33,7 @@ TE_DEFAULT = TERecipe("DelayedScaling", "HYBRID", 1024, "max")
 
 @pytest.fixture
 def te(tmp_path: Path) -> Iterator[types.ModuleType]:
-    from fp8ref_conformance.helpers import standin_te
+    from fp8ref_conformance.kit.standin_te import standin_te
 
     with standin_te(tmp_path / "te"):
         import transformer_engine.pytorch as te_pytorch

@@ -7,21 +7,8 @@ import logging
 import types
 from typing import Any
 
-from fp8ref import (
-    configure_fp8_environment,
-    get_fp8_mixed_precision,
-    patch_accelerator_for_fp8,
-    verify_fp8_status,
-)
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 from fp8ref import create_fp8_kwargs as _reference_create
-
-__all__ = [
-    "configure_fp8_environment",
-    "create_fp8_kwargs",
-    "get_fp8_mixed_precision",
-    "patch_accelerator_for_fp8",
-    "verify_fp8_status",
-]
 
 
 def create_fp8_kwargs(training_args: Any) -> list[Any]:

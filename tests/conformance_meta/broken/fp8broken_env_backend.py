@@ -6,16 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 from fp8ref import configure_fp8_environment as _reference_configure
-from fp8ref import create_fp8_kwargs, get_fp8_mixed_precision, patch_accelerator_for_fp8, verify_fp8_status
-
-__all__ = [
-    "configure_fp8_environment",
-    "create_fp8_kwargs",
-    "get_fp8_mixed_precision",
-    "patch_accelerator_for_fp8",
-    "verify_fp8_status",
-]
 
 
 def configure_fp8_environment(training_args: Any) -> None:

@@ -10,22 +10,9 @@ from typing import Any
 import torch.nn as nn
 
 import fp8ref.patch
-from fp8ref import (
-    HEAD_AND_EMBEDDING_NAMES,
-    configure_fp8_environment,
-    get_fp8_mixed_precision,
-    patch_accelerator_for_fp8,
-    verify_fp8_status,
-)
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
+from fp8ref import HEAD_AND_EMBEDDING_NAMES
 from fp8ref import create_fp8_kwargs as _reference_create
-
-__all__ = [
-    "configure_fp8_environment",
-    "create_fp8_kwargs",
-    "get_fp8_mixed_precision",
-    "patch_accelerator_for_fp8",
-    "verify_fp8_status",
-]
 
 
 def adapter_blind_filter(module: Any, fqn: str) -> bool:

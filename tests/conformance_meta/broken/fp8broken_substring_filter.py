@@ -8,22 +8,8 @@ from typing import Any
 
 from torch import nn
 
-from fp8ref import (
-    configure_fp8_environment,
-    get_fp8_mixed_precision,
-    patch_accelerator_for_fp8,
-    verify_fp8_status,
-)
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 from fp8ref import create_fp8_kwargs as _reference_create
-
-__all__ = [
-    "configure_fp8_environment",
-    "create_fp8_kwargs",
-    "get_fp8_mixed_precision",
-    "patch_accelerator_for_fp8",
-    "verify_fp8_status",
-]
-
 
 _HEAD_WORDS = ("lm_head", "embed_out", "embed_in", "wte", "wpe", "output", "classifier", "score", "head")
 

@@ -8,15 +8,7 @@ import copy
 from typing import Any
 
 import fp8ref
-from fp8ref import configure_fp8_environment, patch_accelerator_for_fp8, verify_fp8_status
-
-__all__ = [
-    "configure_fp8_environment",
-    "create_fp8_kwargs",
-    "get_fp8_mixed_precision",
-    "patch_accelerator_for_fp8",
-    "verify_fp8_status",
-]
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 
 
 def get_fp8_mixed_precision(training_args: Any) -> str | None:

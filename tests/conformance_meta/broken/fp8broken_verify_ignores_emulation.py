@@ -3,21 +3,7 @@ whose config emulates float8. fp8ref with its emulation test switched off; every
 
 from __future__ import annotations
 
-import fp8ref.verify
-from fp8ref import (
-    configure_fp8_environment,
-    create_fp8_kwargs,
-    get_fp8_mixed_precision,
-    patch_accelerator_for_fp8,
-    verify_fp8_status,
-)
+import fp8ref.verify.layers
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 
-fp8ref.verify.emulates_float8 = lambda module: False
-
-__all__ = [
-    "configure_fp8_environment",
-    "create_fp8_kwargs",
-    "get_fp8_mixed_precision",
-    "patch_accelerator_for_fp8",
-    "verify_fp8_status",
-]
+fp8ref.verify.layers.emulates_float8 = lambda module: False

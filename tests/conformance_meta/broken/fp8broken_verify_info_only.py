@@ -6,20 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fp8ref import (
-    configure_fp8_environment,
-    create_fp8_kwargs,
-    get_fp8_mixed_precision,
-    patch_accelerator_for_fp8,
-)
-
-__all__ = [
-    "configure_fp8_environment",
-    "create_fp8_kwargs",
-    "get_fp8_mixed_precision",
-    "patch_accelerator_for_fp8",
-    "verify_fp8_status",
-]
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 
 
 def verify_fp8_status(accelerator: Any, training_args: Any) -> None:

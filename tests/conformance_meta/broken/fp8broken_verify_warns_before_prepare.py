@@ -7,21 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fp8ref import (
-    configure_fp8_environment,
-    create_fp8_kwargs,
-    get_fp8_mixed_precision,
-    patch_accelerator_for_fp8,
-)
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 from fp8ref import verify_fp8_status as _reference_verify
-
-__all__ = [
-    "configure_fp8_environment",
-    "create_fp8_kwargs",
-    "get_fp8_mixed_precision",
-    "patch_accelerator_for_fp8",
-    "verify_fp8_status",
-]
 
 
 def verify_fp8_status(accelerator: Any, training_args: Any) -> Any:

@@ -1,0 +1,115 @@
+"""Fixtures and isolation of the conformance suite's own tests.
+
+They live here, not in the ``pytest11`` plugin, because pytest applies a ``conftest.py`` only to the
+tests of its own folder: installing fp8ref then changes nothing in another project's test session.
+The plugin keeps only what must be global (command-line options, the clause report).
+
+- the ``gpu`` marker;
+- ``impl``: the implementation under test (``--fp8-impl``), as a view that fails a test as ``missing``
+  when the test uses a contract function the module does not offer (see :mod:`.implementation`);
+- isolation around every test (:mod:`.kit.isolation`): ``os.environ``, ``sys.path``, accelerate's process-wide
+  state and the namespaces an implementation's patch changes are put back afterwards, so results do not depend
+  on the order of tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from torch import nn
+
+from .implementation import Implementation
+from .kit.contract import make_args
+from .kit.isolation import Snapshot, reset_accelerate_state, snapshot
+from .kit.standin_te import write_standin_te
+from .plugin import implementation_of
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "gpu: needs a CUDA device of compute capability >= 8.9; skipped with the reason elsewhere"
+    )
+
+
+# --------------------------------------------------------------------------- the implementation
+
+
+@pytest.fixture(scope="session")
+def impl_name(pytestconfig: pytest.Config) -> str:
+    """The dotted name of the implementation under test."""
+    return implementation_of(pytestconfig).name
+
+
+@pytest.fixture(scope="session")
+def impl(pytestconfig: pytest.Config) -> Implementation:
+    """The implementation under test (see :class:`.implementation.Implementation`)."""
+    info = implementation_of(pytestconfig)
+    if info.module is None:
+        pytest.fail(f"cannot import the implementation {info.name!r}: {info.error}", pytrace=False)
+    return Implementation(info)
+
+
+@pytest.fixture(scope="session")
+def module_filter(impl: Implementation) -> Callable[[nn.Module, str], Any]:
+    """The ``module_filter_func`` of the implementation's torchao handler (C9, C17b)."""
+    handlers = impl.create_fp8_kwargs(make_args(fp8=True, backend="torchao"))
+    assert len(handlers) == 1 and callable(getattr(handlers[0], "module_filter_func", None)), (
+        f"no torchao handler with a callable module_filter_func: {handlers!r}"
+    )
+    return handlers[0].module_filter_func  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def standin_te_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding the stand-in ``transformer_engine`` (not on ``sys.path``: tests put it there
+    with :func:`.kit.standin_te.standin_te`). It only lets accelerate build TE recipes and convert models on a
+    machine without TE; it never serves a G clause."""
+    return write_standin_te(tmp_path_factory.mktemp("standin_te"))
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+#: Packages that log a WARNING once, when first imported (DeepSpeed: "Setting accelerator to CPU"). An
+#: implementation's verify may import them through accelerate; imported before any test, their one-time
+#: message is not taken for the warning of whichever test happened to import them first.
+_NOISY_ON_FIRST_IMPORT = ("deepspeed",)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _import_noisy_packages_first() -> None:
+    for name in _NOISY_ON_FIRST_IMPORT:
+        if importlib.util.find_spec(name) is None:
+            continue
+        root = logging.getLogger()
+        level = root.level
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a broken optional package is the business of the clauses that need it
+            logging.getLogger(__name__).info("importing %s failed: %s", name, exc)
+        finally:
+            root.setLevel(level)
+
+
+_SAVED = pytest.StashKey[Snapshot]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    reset_accelerate_state()
+    item.stash[_SAVED] = snapshot()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    yield
+    saved = item.stash.get(_SAVED, None)
+    if saved is not None:
+        saved.restore()

@@ -1,0 +1,15 @@
+"""Support code of the clause tests, one idea per module.
+
+- ``contract``: the five functions, the contract's names and rules (C9, C17b), argument objects;
+- ``env``, ``logs``, ``messages``: environment snapshots, log capture, what a message names;
+- ``capabilities``, ``packages``: what this machine can run (packages, CUDA FP8); hiding a package;
+- ``isolation``: putting process state back after a test or a run;
+- ``standin_te``: the stand-in Transformer Engine (package data under ``standin_te/``);
+- ``models``, ``accelerators``, ``numerics``, ``trainer``: the models, the prepare checks, C11's numerics and
+  the tiny HF ``Trainer`` run;
+- ``strategies``: hypothesis strategies and the suite's settings;
+- ``verify_outcome``: how a call of ``verify_fp8_status`` is judged (loud, quiet);
+- ``processes``: starting the suite's child processes (probe, torchrun, DeepSpeed) in one way.
+
+Nothing here uses the implementation under test beyond the five contract functions.
+"""

@@ -1,0 +1,116 @@
+"""Accelerators built for the clauses, and C10's check of a conversion after ``accelerator.prepare``.
+
+Only the five contract functions, accelerate, torch and torchao are used."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def fp8_accelerator(impl: types.ModuleType, args: Any, **kwargs: Any) -> Any:
+    """``Accelerator(mixed_precision=get_fp8_mixed_precision(a), kwargs_handlers=create_fp8_kwargs(a))``."""
+    import accelerate
+
+    return accelerate.Accelerator(
+        mixed_precision=impl.get_fp8_mixed_precision(args), kwargs_handlers=impl.create_fp8_kwargs(args), **kwargs
+    )
+
+
+def reference_fp8_accelerator(all_gather: bool = False) -> Any:
+    """An FP8 ``Accelerator`` built by the suite itself, without the implementation: torchao, rowwise (or
+    tensorwise with the all-gather), the C9 filter. For clauses that judge one function only (C12 judges
+    ``verify_fp8_status``), so that they need no other function of the module."""
+    import accelerate
+    from accelerate.utils import AORecipeKwargs
+    from torchao.float8 import Float8LinearConfig
+
+    from .contract import contract_accepts
+
+    if all_gather:
+        config = Float8LinearConfig(enable_fsdp_float8_all_gather=True)
+    else:
+        config = Float8LinearConfig.from_recipe_name("rowwise")
+    handler = AORecipeKwargs(config=config, module_filter_func=contract_accepts)
+    return accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=[handler])
+
+
+def ao_handler_of(acc: Any) -> Any:
+    handler = getattr(acc, "ao_recipe_handler", None)
+    if handler is None:
+        raise AssertionError(f"the Accelerator holds no torchao handler (fp8_backend={acc.fp8_backend})")
+    return handler
+
+
+def with_emulation(impl: types.ModuleType, args: Any) -> list[Any]:
+    """The implementation's torchao handler with ``emulate=True`` (``dataclasses.replace`` of its
+    config; same filter), for shapes where the CPU float8 kernels would be too slow."""
+    from accelerate.utils import AORecipeKwargs
+
+    (handler,) = impl.create_fp8_kwargs(args)
+    config = dataclasses.replace(handler.config, emulate=True)
+    return [AORecipeKwargs(config=config, module_filter_func=handler.module_filter_func)]
+
+
+def float8_names(model: nn.Module) -> set[str]:
+    from torchao.float8.float8_linear import Float8Linear
+
+    return {name for name, m in model.named_modules() if isinstance(m, Float8Linear)}
+
+
+@dataclass
+class ConversionResult:
+    accepted: set[str]
+    converted: set[str]
+    model: nn.Module
+    handler: Any
+
+
+def prepare_and_compare(
+    impl: types.ModuleType, args: Any, model: nn.Module, device: str | None = None
+) -> ConversionResult:
+    """C10: prepare ``model`` with the implementation's handlers; check types, configs and values.
+
+    Raises AssertionError with the clause's wording when the conversion is not what C10 states.
+    """
+    from torchao.float8.float8_linear import Float8Linear
+
+    acc = fp8_accelerator(impl, args)
+    handler = ao_handler_of(acc)
+    before = copy.deepcopy(model)
+    accepted = {
+        name for name, m in before.named_modules() if isinstance(m, nn.Linear) and handler.module_filter_func(m, name)
+    }
+    assert accepted, "precondition: the filter accepts no layer of the test model (see C9)"
+    types_before = {name: type(m) for name, m in before.named_modules()}
+    values_before = {k: v.detach().clone() for k, v in before.state_dict().items()}
+
+    prepared = acc.unwrap_model(acc.prepare(model))
+    if device is not None:
+        wrong = [n for n, p in prepared.named_parameters() if p.device.type != device]
+        assert not wrong, f"parameters not on {device}: {wrong}"
+    converted = float8_names(prepared)
+    assert converted == accepted, (
+        f"converted {sorted(converted)}, but the filter accepts {sorted(accepted)} "
+        f"(missing {sorted(accepted - converted)}, extra {sorted(converted - accepted)})"
+    )
+    for name, module in prepared.named_modules():
+        if name in converted:
+            assert isinstance(module, Float8Linear)
+            assert module.config == handler.config, f"{name} carries {module.config}, not the handler's config"
+        else:
+            assert type(module) is types_before.get(name), (
+                f"{name!r} changed type from {types_before.get(name)} to {type(module)}"
+            )
+    values_after = prepared.state_dict()
+    assert values_after.keys() == values_before.keys(), "the parameter names changed"
+    for key, value in values_before.items():
+        after = values_after[key].detach().to("cpu")
+        assert torch.equal(torch.as_tensor(after).to(value.dtype), value.to("cpu")), f"{key} changed value"
+    return ConversionResult(accepted, converted, prepared, handler)

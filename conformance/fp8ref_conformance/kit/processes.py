@@ -1,0 +1,172 @@
+"""The suite's child processes, started one way: a fresh interpreter running one of ``children/`` as a module, with
+this process's import path, without the caller's ``ACCELERATE_*``/``FP8_*`` variables, in a process group of its
+own that is killed on timeout or when the test is done.
+
+- :func:`run_probe`: contract calls in a fresh interpreter where some packages are hidden (C4, C7, C8b);
+- :func:`start_module` and :func:`torchrun_command`: the FSDP2 (C15) and DeepSpeed (C16) workers, one rank or
+  several under ``torch.distributed.run``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .env import without_fp8_variables
+
+#: The package the children belong to (``fp8ref_conformance``).
+SUITE_PACKAGE = __name__.split(".", 1)[0]
+#: The marker before the probe's JSON line on its stdout (``children/probe.py`` writes it).
+PROBE_MARKER = "@@fp8-conformance-probe@@"
+
+
+def child_module(name: str) -> str:
+    """The dotted name of the child ``name`` (``"probe"`` -> ``fp8ref_conformance.children.probe``)."""
+    return f"{SUITE_PACKAGE}.children.{name}"
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without FP8/accelerate settings, with this process's ``sys.path`` (so the
+    implementation and the suite import in the child as they do here), one torch thread, and ``extra``."""
+    env = without_fp8_variables(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["OMP_NUM_THREADS"] = "1"
+    env["MASTER_ADDR"] = "127.0.0.1"
+    env.pop("MASTER_PORT", None)
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def torchrun_command(nproc: int, module: str, args: list[str]) -> list[str]:
+    """``python -m torch.distributed.run`` with ``nproc`` ranks on this machine, each running ``module``."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(nproc),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        "-m",
+        module,
+        *args,
+    ]
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """Terminate a child and everything it started (they share its session), then make sure they are gone."""
+    if proc.poll() is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass
+class Child:
+    """A started child process: :meth:`wait` for its exit status and output, within a time bound."""
+
+    proc: subprocess.Popen[str]
+    what: str
+    started: float
+
+    def wait(self, timeout: float) -> tuple[int, str]:
+        """Wait until ``timeout`` seconds after the start; on timeout kill the group and fail the test."""
+        try:
+            output, _ = self.proc.communicate(timeout=max(1.0, timeout - (time.monotonic() - self.started)))
+        except subprocess.TimeoutExpired:
+            kill_group(self.proc)
+            output, _ = self.proc.communicate()
+            pytest.fail(f"{self.what} did not finish within {timeout:.0f} s:\n{output[-4000:]}")
+        finally:
+            kill_group(self.proc)
+        return self.proc.returncode, output
+
+    def stop(self) -> None:
+        kill_group(self.proc)
+
+
+def start(command: list[str], env: dict[str, str], what: str) -> Child:
+    """Start ``command`` in a session of its own, its stdout and stderr together."""
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
+    return Child(proc, what, time.monotonic())
+
+
+def start_module(name: str, args: list[str], env: dict[str, str], what: str) -> Child:
+    """``python -m fp8ref_conformance.children.<name> ARGS`` (one process)."""
+    return start([sys.executable, "-m", child_module(name), *args], env, what)
+
+
+_PROBE_CACHE: dict[str, dict[str, Any]] = {}
+
+
+def run_probe(
+    impl: str,
+    calls: list[dict[str, Any]],
+    *,
+    hide: tuple[str, ...] = (),
+    standin_dir: Path | None = None,
+    report_imported: tuple[str, ...] = (),
+    timeout: float = 180.0,
+) -> dict[str, Any]:
+    """Run contract ``calls`` against ``impl`` in a fresh interpreter with ``hide`` not importable.
+
+    Each call is ``{"id": str, "fn": contract function name, "args": {attribute: value}}``. Returns
+    ``{"results": [...], "imported": {...}}`` as written by ``children/probe.py``; the same request is
+    answered once per session.
+    """
+    key = json.dumps([impl, calls, hide, str(standin_dir), report_imported], sort_keys=True)
+    if key in _PROBE_CACHE:
+        return _PROBE_CACHE[key]
+    spec = {
+        "impl": impl,
+        "hide": list(hide),
+        "standin": str(standin_dir) if standin_dir else None,
+        "calls": calls,
+        "report": list(report_imported),
+    }
+    child = start_module("probe", [json.dumps(spec)], child_environment(), f"the probe of {impl!r}")
+    code, output = child.wait(timeout)
+    payload = [line for line in output.splitlines() if line.startswith(PROBE_MARKER)]
+    if code != 0 or not payload:
+        raise RuntimeError(f"probe subprocess for {impl!r} failed (exit {code}):\n{output[-3000:]}")
+    result: dict[str, Any] = json.loads(payload[-1][len(PROBE_MARKER) :])
+    _PROBE_CACHE[key] = result
+    return result
+
+
+def read_rank_files(pattern_dir: Path, prefix: str) -> dict[int, dict[str, Any]]:
+    """The JSON result files ``prefix*`` in ``pattern_dir`` that the ranks of a child wrote, by rank."""
+    ranks: dict[int, dict[str, Any]] = {}
+    for path in sorted(pattern_dir.glob(prefix + "*")):
+        data = json.loads(path.read_text())
+        ranks[int(data["rank"])] = data
+    return ranks

@@ -1,0 +1,225 @@
+"""C5 torchao recipe (C5e: it never emulates float8), C6 FSDP float8 all-gather, C7 Transformer Engine recipe.
+
+An emulated ``Float8Linear`` (``Float8LinearConfig(emulate=True)``) casts to float8 and back, then multiplies in
+high precision: float8 numerics, extra casts, no float8 kernel. FP8 looks on and never pays. The C11 tests emulate
+on purpose, for speed on the CPU: they check numerics, not this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .kit.accelerators import ao_handler_of
+from .kit.contract import TE_BY_AUTO_CALLS, make_args
+from .kit.env import env_snapshot, fp8_env_prefixes
+from .kit.logs import capture_logs
+from .kit.models import mixed_model
+from .kit.processes import run_probe
+from .kit.standin_te import standin_te
+
+TORCHAO_BACKENDS = ["torchao", "auto", "TorchAO", "AUTO"]
+
+
+def _only_handler(impl: types.ModuleType, args: Any) -> Any:
+    handlers = impl.create_fp8_kwargs(args)
+    assert isinstance(handlers, list), f"create_fp8_kwargs returned {type(handlers).__name__}, not a list"
+    assert len(handlers) == 1, f"expected exactly one handler, got {handlers!r}"
+    return handlers[0]
+
+
+def _granularities(config: Any) -> dict[str, Any]:
+    return {
+        name: getattr(config, name).scaling_granularity
+        for name in ("cast_config_input", "cast_config_weight", "cast_config_grad_output")
+    }
+
+
+# --------------------------------------------------------------------------- C5
+
+
+@pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
+def test_c5_torchao_gives_one_ao_recipe_kwargs(impl: types.ModuleType, backend: str) -> None:
+    from accelerate.utils import AORecipeKwargs
+
+    handler = _only_handler(impl, make_args(fp8=True, backend=backend))
+    # accelerate dispatches handlers by exact class, so a subclass would not be recognised.
+    assert type(handler) is AORecipeKwargs, f"handler is {type(handler).__qualname__}, not AORecipeKwargs"
+
+
+@pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
+def test_c5_config_is_float8_linear_config_and_filter_is_callable(impl: types.ModuleType, backend: str) -> None:
+    from torchao.float8 import Float8LinearConfig
+
+    handler = _only_handler(impl, make_args(fp8=True, backend=backend))
+    assert isinstance(handler.config, Float8LinearConfig), f"config is {handler.config!r}"
+    assert callable(handler.module_filter_func), f"module_filter_func is {handler.module_filter_func!r}"
+
+
+@pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
+def test_c5_default_recipe_is_rowwise(impl: types.ModuleType, backend: str) -> None:
+    from torchao.float8.config import ScalingGranularity
+
+    handler = _only_handler(impl, make_args(fp8=True, backend=backend, all_gather=False))
+    granularities = _granularities(handler.config)
+    wrong = {k: v for k, v in granularities.items() if v is not ScalingGranularity.AXISWISE}
+    assert not wrong, f"not rowwise (AXISWISE expected) for: {wrong}"
+
+
+def test_c5_defaults_when_backend_and_flag_are_missing(impl: types.ModuleType) -> None:
+    """CONTRACT: a missing ``fp8_backend`` means ``auto`` (torchao here) and a missing flag means False."""
+    from accelerate.utils import AORecipeKwargs
+    from torchao.float8.config import ScalingGranularity
+
+    handler = _only_handler(impl, make_args(fp8=True, omit=("fp8_backend", "fp8_enable_fsdp_float8_all_gather")))
+    assert type(handler) is AORecipeKwargs
+    assert set(_granularities(handler.config).values()) == {ScalingGranularity.AXISWISE}
+    assert handler.config.enable_fsdp_float8_all_gather is False
+
+
+# --------------------------------------------------------------------------- C5e
+
+#: value: the all-gather flag that selects the recipe
+RECIPES = {"rowwise": False, "tensorwise": True}
+C5E_BACKENDS = ["torchao", "auto"]
+
+
+def _assert_does_not_emulate(config: Any, what: str) -> None:
+    from torchao.float8 import Float8LinearConfig
+
+    assert isinstance(config, Float8LinearConfig), f"{what}: config is {config!r}, not a Float8LinearConfig"
+    assert config.emulate is False, (
+        f"{what}: the Float8LinearConfig has emulate={config.emulate!r}; emulated float8 runs high-precision "
+        "matmuls after a simulated cast, so FP8 never pays"
+    )
+
+
+@contextlib.contextmanager
+def _patched(impl: types.ModuleType, args: Any) -> Iterator[None]:
+    """configure, then patch, in a clean FP8 environment (the plugin puts the Accelerator class back)."""
+    with env_snapshot(drop_prefixes=fp8_env_prefixes()):
+        impl.configure_fp8_environment(args)
+        impl.patch_accelerator_for_fp8()
+        yield
+
+
+@pytest.mark.parametrize("backend", C5E_BACKENDS)
+def test_c5e_default_rowwise_config_does_not_emulate(impl: types.ModuleType, backend: str) -> None:
+    (handler,) = impl.create_fp8_kwargs(make_args(fp8=True, backend=backend, all_gather=False))
+    _assert_does_not_emulate(handler.config, f"create_fp8_kwargs(fp8_backend={backend!r})")
+
+
+@pytest.mark.parametrize("backend", C5E_BACKENDS)
+def test_c5e_all_gather_tensorwise_config_does_not_emulate(impl: types.ModuleType, backend: str) -> None:
+    (handler,) = impl.create_fp8_kwargs(make_args(fp8=True, backend=backend, all_gather=True))
+    _assert_does_not_emulate(handler.config, f"create_fp8_kwargs(fp8_backend={backend!r}, all-gather flag)")
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_c5e_patch_injected_recipe_does_not_emulate(impl: types.ModuleType, recipe: str) -> None:
+    """The handler the patch injects into ``Accelerator()``, and the layers ``prepare`` builds from it."""
+    import accelerate
+    from torchao.float8.float8_linear import Float8Linear
+
+    args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
+    with _patched(impl, args):
+        acc = accelerate.Accelerator()
+        _assert_does_not_emulate(ao_handler_of(acc).config, f"the {recipe} handler injected by the patch")
+        model = acc.unwrap_model(acc.prepare(mixed_model()))
+        layers = {name: m for name, m in model.named_modules() if isinstance(m, Float8Linear)}
+        assert layers, "precondition: prepare converted no layer (see C10, C13)"
+        emulating = sorted(name for name, m in layers.items() if m.config.emulate)
+        assert not emulating, f"Float8Linear layers built through the patch emulate: {emulating}"
+
+
+# --------------------------------------------------------------------------- C6
+
+
+@pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
+def test_c6_all_gather_flag_gives_tensorwise_config_with_all_gather(impl: types.ModuleType, backend: str) -> None:
+    from torchao.float8.config import ScalingGranularity
+
+    handler = _only_handler(impl, make_args(fp8=True, backend=backend, all_gather=True))
+    assert handler.config.enable_fsdp_float8_all_gather is True, (
+        "fp8_enable_fsdp_float8_all_gather=True was dropped: the config has enable_fsdp_float8_all_gather="
+        f"{handler.config.enable_fsdp_float8_all_gather!r}"
+    )
+    wrong = {k: v for k, v in _granularities(handler.config).items() if v is not ScalingGranularity.TENSORWISE}
+    assert not wrong, f"the all-gather recipe is not tensorwise for: {wrong}"
+
+
+_TENSORWISE_WORDS = re.compile(r"tensor[-_ ]?wise|per[-_ ]tensor", re.IGNORECASE)
+
+
+def test_c6_switch_to_tensorwise_is_logged_at_info_or_above(impl: types.ModuleType) -> None:
+    """The switch of recipe must be visible: a record at INFO or above that names the tensorwise recipe."""
+    with capture_logs() as logs:
+        impl.create_fp8_kwargs(make_args(fp8=True, backend="torchao", all_gather=True))
+    naming = [r for r in logs.at_least(logging.INFO) if _TENSORWISE_WORDS.search(r.getMessage())]
+    assert naming, f"no INFO+ record names the switch to tensorwise; records: {logs.describe(logging.INFO)}"
+
+
+@pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
+def test_c6_flag_false_gives_all_gather_disabled(impl: types.ModuleType, backend: str) -> None:
+    handler = _only_handler(impl, make_args(fp8=True, backend=backend, all_gather=False))
+    assert handler.config.enable_fsdp_float8_all_gather is False
+
+
+# --------------------------------------------------------------------------- C7
+
+TE_BACKENDS = ["te", "TE", "Te"]
+
+
+def _assert_te_recipe(handler: Any) -> None:
+    import accelerate.utils
+
+    te_cls = getattr(accelerate.utils, "TERecipeKwargs", None)
+    if te_cls is not None:
+        assert type(handler) is te_cls, (
+            f"handler is {type(handler).__qualname__}; accelerate has TERecipeKwargs, which is the one to use"
+        )
+    else:
+        assert type(handler) is accelerate.utils.FP8RecipeKwargs
+        assert str(handler.backend).upper() == "TE"
+    assert (handler.fp8_format, handler.amax_history_len, handler.amax_compute_algo) == ("HYBRID", 16, "max"), (
+        f"TE recipe is fp8_format={handler.fp8_format!r}, amax_history_len={handler.amax_history_len!r}, "
+        f"amax_compute_algo={handler.amax_compute_algo!r}; expected HYBRID, 16, max"
+    )
+
+
+@pytest.mark.parametrize("backend", TE_BACKENDS)
+def test_c7_te_gives_one_te_recipe_hybrid_16_max(impl: types.ModuleType, standin_te_dir: Path, backend: str) -> None:
+    """Uses the suite's stand-in transformer_engine (no kernels): it only lets accelerate build the
+    TE recipe on a machine without TE. This is recipe construction only, never a G clause."""
+    with standin_te(standin_te_dir):
+        handler = _only_handler(impl, make_args(fp8=True, backend=backend))
+        _assert_te_recipe(handler)
+
+
+@pytest.fixture(scope="module")
+def te_by_auto(impl_name: str, impl: types.ModuleType, standin_te_dir: Path) -> dict[str, dict[str, Any]]:
+    """``auto`` in a fresh interpreter where torchao is not importable and the stand-in TE is."""
+    impl.require("create_fp8_kwargs")
+    out = run_probe(impl_name, TE_BY_AUTO_CALLS, hide=("torchao",), standin_dir=standin_te_dir)
+    return {r["id"]: r for r in out["results"]}
+
+
+def test_c7_auto_resolves_to_te_when_torchao_is_missing(te_by_auto: dict[str, dict[str, Any]]) -> None:
+    """Stand-in transformer_engine (recipe construction only; never a G clause), torchao hidden."""
+    import accelerate.utils
+
+    result = te_by_auto["create-auto"]
+    assert result["ok"], f"create_fp8_kwargs(auto) raised {result.get('exc_type')}: {result.get('message')}"
+    handlers = result["handlers"]
+    assert len(handlers) == 1, f"expected one handler, got {handlers}"
+    expected = "TERecipeKwargs" if hasattr(accelerate.utils, "TERecipeKwargs") else "FP8RecipeKwargs"
+    got = handlers[0]
+    assert got["name"] == expected, f"auto without torchao gave {got['name']}, expected {expected}"
+    assert (got["fp8_format"], got["amax_history_len"], got["amax_compute_algo"]) == ("HYBRID", 16, "max"), got

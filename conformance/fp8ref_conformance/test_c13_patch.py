@@ -1,0 +1,277 @@
+"""C13 ``patch_accelerator_for_fp8``: after ``configure_fp8_environment(a)``, every ``Accelerator``
+holds the implementation's FP8 handler, whatever other handlers it is given.
+
+The plugin puts ``Accelerator`` (its class namespace and accelerate's module bindings) and
+``os.environ`` back after every test, so each test patches a pristine class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from .kit.contract import contract_accepts, make_args
+from .kit.env import env_snapshot, fp8_env_prefixes
+from .kit.isolation import reset_accelerate_state
+from .kit.messages import mentions_package
+from .kit.models import ODD_EARLY_LAYER_ELIGIBLE, LinearLike, odd_early_layer_model
+from .kit.packages import hidden_packages
+from .kit.standin_te import standin_te
+
+FP8_HANDLER_ATTRS = ("fp8_recipe_handler", "ao_recipe_handler", "te_recipe_handler", "msamp_recipe_handler")
+BACKENDS = ["torchao", "auto", "te"]
+
+
+@contextlib.contextmanager
+def _patched(impl: types.ModuleType, args: Any, standin_dir: Path | None = None) -> Iterator[None]:
+    """configure, then patch; for ``te`` with the stand-in TE on the path (recipe construction only)."""
+    with contextlib.ExitStack() as stack:
+        if standin_dir is not None:
+            stack.enter_context(standin_te(standin_dir))
+        stack.enter_context(env_snapshot(drop_prefixes=fp8_env_prefixes()))
+        impl.configure_fp8_environment(args)
+        impl.patch_accelerator_for_fp8()
+        yield
+
+
+def _new_accelerator(**kwargs: Any) -> Any:
+    import accelerate
+
+    reset_accelerate_state()
+    return accelerate.Accelerator(**kwargs)
+
+
+def _fp8_handlers(acc: Any) -> dict[str, Any]:
+    return {attr: h for attr in FP8_HANDLER_ATTRS if (h := getattr(acc, attr, None)) is not None}
+
+
+_FILTER_PROBES: list[tuple[str, Any]] = [
+    ("layers.0.mlp.fc1", lambda: nn.Linear(64, 64)),
+    ("layers.0.mlp.odd", lambda: nn.Linear(64, 40)),
+    ("lm_head", lambda: nn.Linear(64, 64)),
+    ("encoder.layer.0.output.dense", lambda: nn.Linear(64, 64)),
+    ("", lambda: nn.Linear(32, 32)),
+    ("fc", lambda: LinearLike(64, 64)),
+]
+
+
+def _assert_same_handler(got: Any, expected: Any) -> None:
+    assert type(got) is type(expected), f"holds {type(got).__qualname__}, expected {type(expected).__qualname__}"
+    if hasattr(expected, "config"):  # torchao
+        assert got.config == expected.config, (
+            f"the injected torchao config differs from create_fp8_kwargs(a)'s: {got.config} vs {expected.config}"
+        )
+        assert callable(got.module_filter_func), (
+            "the injected handler has no module filter: accelerate's default filter would be used"
+        )
+        torch.manual_seed(0)
+        for fqn, make in _FILTER_PROBES:
+            module = make()
+            a, b = bool(got.module_filter_func(module, fqn)), bool(expected.module_filter_func(module, fqn))
+            assert a == b, f"the injected filter says {a} for {fqn!r}, the implementation's filter says {b}"
+    else:  # Transformer Engine
+        for attr in ("fp8_format", "amax_history_len", "amax_compute_algo"):
+            assert getattr(got, attr) == getattr(expected, attr), (
+                f"{attr}={getattr(got, attr)!r}, expected {getattr(expected, attr)!r}"
+            )
+
+
+def _assert_holds_impl_handler(acc: Any, expected: Any, situation: str) -> None:
+    assert acc.fp8_enabled, f"{situation}: fp8_enabled is False"
+    handlers = _fp8_handlers(acc)
+    assert len(handlers) == 1, f"{situation}: expected one FP8 handler, found {handlers}"
+    (got,) = handlers.values()
+    try:
+        _assert_same_handler(got, expected)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{situation}: {exc} (accelerate's own default instead of the implementation's?)"
+        ) from None
+
+
+def _standin_for(backend: str, directory: Path) -> Path | None:
+    return directory if backend == "te" else None
+
+
+def _ddp() -> Any:
+    from accelerate import DistributedDataParallelKwargs
+
+    return DistributedDataParallelKwargs(find_unused_parameters=True)
+
+
+# --------------------------------------------------------------------------- a
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_c13a_plain_accelerator_holds_the_implementation_handler(
+    impl: types.ModuleType, standin_te_dir: Path, backend: str
+) -> None:
+    """For ``te`` the stand-in transformer_engine is used (recipe construction only; never a G clause)."""
+    args = make_args(fp8=True, backend=backend)
+    with _patched(impl, args, _standin_for(backend, standin_te_dir)):
+        (expected,) = impl.create_fp8_kwargs(args)
+        _assert_holds_impl_handler(_new_accelerator(), expected, "Accelerator()")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_c13a_accelerator_with_ddp_handler_holds_the_implementation_handler(
+    impl: types.ModuleType, standin_te_dir: Path, backend: str
+) -> None:
+    """The Trainer always passes other kwargs handlers; the FP8 handler must be injected anyway.
+    For ``te`` the stand-in transformer_engine is used (recipe construction only)."""
+    args = make_args(fp8=True, backend=backend)
+    with _patched(impl, args, _standin_for(backend, standin_te_dir)):
+        (expected,) = impl.create_fp8_kwargs(args)
+        ddp = _ddp()
+        acc = _new_accelerator(kwargs_handlers=[ddp])
+        _assert_holds_impl_handler(acc, expected, "Accelerator(kwargs_handlers=[DistributedDataParallelKwargs()])")
+        assert acc.ddp_handler is ddp, "the DDP handler passed in was dropped"
+
+
+def test_c13a_all_gather_recipe_is_injected(impl: types.ModuleType) -> None:
+    args = make_args(fp8=True, backend="torchao", all_gather=True)
+    with _patched(impl, args):
+        (expected,) = impl.create_fp8_kwargs(args)
+        _assert_holds_impl_handler(_new_accelerator(kwargs_handlers=[_ddp()]), expected, "all-gather recipe")
+
+
+# --------------------------------------------------------------------------- b
+
+
+def _explicit_ao() -> Any:
+    from accelerate.utils import AORecipeKwargs
+    from torchao.float8 import Float8LinearConfig
+
+    def only_fc(module: nn.Module, fqn: str) -> bool:
+        return fqn == "fc"
+
+    return AORecipeKwargs(config=Float8LinearConfig.from_recipe_name("rowwise_with_gw_hp"), module_filter_func=only_fc)
+
+
+@pytest.mark.parametrize("with_ddp", [False, True], ids=["alone", "with-ddp"])
+@pytest.mark.parametrize("backend", ["torchao", "auto"])
+def test_c13b_explicit_fp8_handler_is_kept(impl: types.ModuleType, backend: str, with_ddp: bool) -> None:
+    with _patched(impl, make_args(fp8=True, backend=backend)):
+        explicit = _explicit_ao()
+        handlers = [explicit, _ddp()] if with_ddp else [explicit]
+        acc = _new_accelerator(kwargs_handlers=handlers)
+        found = _fp8_handlers(acc)
+        assert found == {"ao_recipe_handler": explicit}, f"explicit handler replaced or duplicated: {found}"
+        assert acc.fp8_enabled
+
+
+def test_c13b_explicit_te_handler_is_kept_when_configured_for_torchao(
+    impl: types.ModuleType, standin_te_dir: Path
+) -> None:
+    """An explicit FP8 handler of another backend is not joined by an injected one. Uses the stand-in
+    transformer_engine to build the TE handler (recipe construction only; never a G clause)."""
+    from accelerate.utils import TERecipeKwargs
+
+    with standin_te(standin_te_dir), _patched(impl, make_args(fp8=True, backend="torchao")):
+        explicit = TERecipeKwargs(fp8_format="E4M3", amax_history_len=4, amax_compute_algo="most_recent")
+        acc = _new_accelerator(kwargs_handlers=[explicit])
+        found = _fp8_handlers(acc)
+        assert found == {"te_recipe_handler": explicit}, f"explicit handler replaced or joined: {found}"
+
+
+# --------------------------------------------------------------------------- c
+
+
+@pytest.mark.parametrize("backend", ["torchao", "te"])
+def test_c13c_second_patch_changes_nothing(impl: types.ModuleType, standin_te_dir: Path, backend: str) -> None:
+    """For ``te`` the stand-in transformer_engine is used (recipe construction only)."""
+    import accelerate
+
+    args = make_args(fp8=True, backend=backend)
+    with _patched(impl, args, _standin_for(backend, standin_te_dir)):
+        init_after_first = accelerate.Accelerator.__init__
+        impl.patch_accelerator_for_fp8()
+        assert accelerate.Accelerator.__init__ is init_after_first, "the second patch wrapped __init__ again"
+        (expected,) = impl.create_fp8_kwargs(args)
+        # A double injection would also show here: accelerate refuses two handlers of one class.
+        _assert_holds_impl_handler(_new_accelerator(), expected, "Accelerator() after two patches")
+
+
+# --------------------------------------------------------------------------- d, e
+
+
+@pytest.mark.parametrize("backend", ["torchao", "auto"])
+def test_c13d_torchao_path_works_where_te_is_not_installed(impl: types.ModuleType, backend: str) -> None:
+    """transformer_engine hidden (``sys.modules`` entry set to None, restored afterwards)."""
+    args = make_args(fp8=True, backend=backend)
+    with hidden_packages("transformer_engine"), _patched(impl, args):
+        (expected,) = impl.create_fp8_kwargs(args)
+        _assert_holds_impl_handler(_new_accelerator(), expected, "TE not installed")
+
+
+@pytest.mark.parametrize("backend", ["torchao", "auto"])
+def test_c13d_torchao_path_does_not_import_transformer_engine(
+    impl: types.ModuleType, standin_te_dir: Path, backend: str
+) -> None:
+    """An importable (stand-in) transformer_engine must stay unimported on the torchao path; the
+    stand-in only makes an import attempt visible in ``sys.modules``."""
+    import accelerate
+
+    args = make_args(fp8=True, backend=backend)
+    with standin_te(standin_te_dir), _patched(impl, args):
+        reset_accelerate_state()
+        acc = accelerate.Accelerator()
+        acc.prepare(nn.Sequential(nn.Linear(64, 64)))
+        imported = sorted(n for n in sys.modules if n.split(".")[0] == "transformer_engine")
+        assert not imported, f"the torchao path imported {imported}"
+
+
+def test_c13e_te_where_te_is_not_installed_raises_import_error(impl: types.ModuleType) -> None:
+    """transformer_engine hidden. The ImportError may come from configure, the patch, or the first
+    Accelerator() built after it, but it must come, and name transformer-engine."""
+    import accelerate
+
+    args = make_args(fp8=True, backend="te")
+    with hidden_packages("transformer_engine"), env_snapshot(drop_prefixes=fp8_env_prefixes()):
+        with pytest.raises(ImportError) as info:
+            impl.configure_fp8_environment(args)
+            impl.patch_accelerator_for_fp8()
+            reset_accelerate_state()
+            accelerate.Accelerator()
+        assert mentions_package(str(info.value), "transformer-engine"), (
+            f"the ImportError does not name transformer-engine: {info.value}"
+        )
+
+
+# --------------------------------------------------------------------------- a, TE conversion
+
+
+@pytest.mark.parametrize("with_ddp", [False, True], ids=["alone", "with-ddp"])
+def test_c13a_te_prepare_converts_eligible_layers_after_an_odd_early_layer(
+    impl: types.ModuleType, standin_te_dir: Path, with_ddp: bool
+) -> None:
+    """What only the patch gives with Transformer Engine (G3's property, on the CPU).
+
+    accelerate's default handler already matches the TE recipe that configure's ``ACCELERATE_FP8_*``
+    variables describe, so the handler checks above pass for ``te`` with no patch at all. What the
+    patch adds is the implementation's conversion: accelerate's own stops the whole recursion at the
+    first ``nn.Linear`` with a dimension not divisible by 16. Uses the stand-in transformer_engine
+    (high-precision ``te.Linear``; conversion logic only, never a G clause verdict).
+    """
+    model = odd_early_layer_model()
+    expected = sorted(name for name, m in model.named_modules() if contract_accepts(m, name))
+    assert expected == list(ODD_EARLY_LAYER_ELIGIBLE), expected
+    with _patched(impl, make_args(fp8=True, backend="te"), standin_te_dir):
+        import transformer_engine.pytorch as te
+
+        acc = _new_accelerator(kwargs_handlers=[_ddp()]) if with_ddp else _new_accelerator()
+        prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+        modules = dict(acc.unwrap_model(prepared).named_modules())
+        missing = [name for name in expected if not isinstance(modules[name], te.Linear)]
+    assert not missing, (
+        f"after configure and patch, prepare left eligible layers unconverted: {missing} "
+        "(accelerate's own TE conversion stops at the first odd-sized layer; the patch must replace it)"
+    )

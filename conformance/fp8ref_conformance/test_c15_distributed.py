@@ -1,0 +1,103 @@
+"""C15 distributed: FSDP2 with float8 all-gather across two real processes on the CPU (gloo).
+
+The test starts ``python -m torch.distributed.run --nproc-per-node 2 -m fp8ref_conformance.children.fsdp_float8``
+(rendezvous on 127.0.0.1 at a free port, a bounded timeout, and the whole process group killed on timeout or
+failure; see :mod:`.kit.processes`). Each rank imports the implementation under test by
+name, asks it for the FP8 configuration with ``fp8_enable_fsdp_float8_all_gather=True``
+(``configure_fp8_environment`` then ``create_fp8_kwargs``), converts a small model with that handler's
+config and module filter, shards it with FSDP2, trains a few steps on the same batch on both ranks, and
+writes ``rank<R>.json``.
+
+Why ``torch.distributed.fsdp.fully_shard`` and not accelerate's FSDP2 plugin: accelerate 1.15 switches to
+``DistributedType.FSDP`` only for GPU-like multi-device types (MULTI_GPU, MULTI_XPU, MULTI_NPU, ...), never
+for MULTI_CPU, so on the CPU ``Accelerator(fsdp_plugin=FullyShardedDataParallelPlugin(fsdp_version=2))`` runs
+as plain MULTI_CPU and the plugin is ignored. The child builds that Accelerator anyway and records what it
+did (``accelerate_is_fsdp2``); the child takes accelerate's own FSDP2 path whenever accelerate does enable it.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .kit.processes import child_environment, child_module, read_rank_files, start, torchrun_command
+
+CHILD = "fsdp_float8"
+NPROC = 2
+STEPS = 3
+TIMEOUT_S = 240.0
+#: The worker's model: two residual MLP blocks (eligible) and an lm_head (excluded by C9c).
+EXPECTED_FLOAT8 = ["layers.0.down_proj", "layers.0.up_proj", "layers.1.down_proj", "layers.1.up_proj"]
+FLOAT8_WEIGHT = "WeightWithDynamicFloat8CastTensor"
+
+
+def launch(impl_name: str, out_dir: Path, *, timeout: float = TIMEOUT_S) -> tuple[int, str]:
+    """Run the child under ``torch.distributed.run`` with two CPU ranks; returns (exit code, output)."""
+    args = ["--impl", impl_name, "--out", str(out_dir), "--steps", str(STEPS)]
+    command = torchrun_command(NPROC, child_module(CHILD), args)
+    return start(command, child_environment(), "the 2-process FSDP2 run").wait(timeout)
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(impl_name: str, impl: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One 2-process run shared by the C15 tests (starting it costs several seconds)."""
+    import torch.distributed as dist
+
+    # The workers call these three; a module without one of them fails here, naming it.
+    impl.require("configure_fp8_environment", "create_fp8_kwargs", "get_fp8_mixed_precision")
+
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("this torch build has no gloo backend for torch.distributed")
+    out_dir = tmp_path_factory.mktemp("c15")
+    code, output = launch(impl_name, out_dir)
+    return {"code": code, "output": output, "ranks": read_rank_files(out_dir, "rank")}
+
+
+def _ranks_ok(run: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    ranks: dict[int, dict[str, Any]] = run["ranks"]
+    errors = {rank: data["error"] for rank, data in ranks.items() if "error" in data}
+    assert not errors, f"ranks failed: {errors}\n{next(iter(ranks.values())).get('traceback', '')}"
+    assert run["code"] == 0, f"torch.distributed.run exited with {run['code']}:\n{run['output'][-4000:]}"
+    assert sorted(ranks) == list(range(NPROC)), f"expected a result from each of {NPROC} ranks, got {sorted(ranks)}"
+    return ranks
+
+
+def test_c15_all_gather_flag_reaches_the_float8_config(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
+    """The flag given to the implementation is in the config its handler carries into FSDP2."""
+    for rank, data in _ranks_ok(fsdp_run).items():
+        assert data["config_enable_fsdp_float8_all_gather"] is True, (
+            f"rank {rank}: create_fp8_kwargs(fp8_enable_fsdp_float8_all_gather=True) returned a config with "
+            "enable_fsdp_float8_all_gather=False: the flag was dropped"
+        )
+
+
+def test_c15_sharded_float8_weights_cast_before_all_gather(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
+    """Every FSDP2-sharded ``Float8Linear`` weight is a ``WeightWithDynamicFloat8CastTensor``."""
+    for rank, data in _ranks_ok(fsdp_run).items():
+        assert data["float8_linear"] == EXPECTED_FLOAT8, f"rank {rank}: Float8Linear layers {data['float8_linear']}"
+        assert data["lm_head_class"] != "Float8Linear", f"rank {rank}: lm_head was converted"
+        wrong = {fqn: cls for fqn, cls in data["weight_classes"].items() if cls != FLOAT8_WEIGHT}
+        assert not wrong, (
+            f"rank {rank}: sharded Float8Linear weights that are not {FLOAT8_WEIGHT} (weights all-gathered in "
+            f"high precision, not float8): {wrong}"
+        )
+
+
+def test_c15_training_steps_run_and_ranks_agree(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
+    """A few steps run, the loss is finite and decreasing, both ranks report the same loss at every step, and
+    it follows the same model trained without sharding (same batch on both ranks, so the averaged sharded
+    gradients equal the unsharded ones)."""
+    ranks = _ranks_ok(fsdp_run)
+    first = ranks[0]["losses"]
+    assert len(first) == STEPS and all(math.isfinite(x) for x in first), f"losses {first}"
+    assert first[-1] < first[0], f"the loss did not decrease over {STEPS} steps: {first}"
+    for rank, data in ranks.items():
+        assert data["all_losses"] == [r["losses"] for r in sorted(ranks.values(), key=lambda r: r["rank"])]
+        assert data["losses"] == pytest.approx(first, rel=1e-5), f"rank {rank} disagrees: {data['losses']} vs {first}"
+        assert data["losses"] == pytest.approx(data["unsharded_losses"], rel=1e-3), (
+            f"rank {rank}: FSDP2 losses {data['losses']} differ from unsharded {data['unsharded_losses']}"
+        )

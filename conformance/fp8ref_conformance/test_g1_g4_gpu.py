@@ -1,0 +1,265 @@
+"""G1-G4: the GPU clauses, each with a CPU twin.
+
+Every G-test is parametrized by device. The ``cuda`` case is marked ``gpu`` and skips, saying why,
+where no CUDA device of compute capability 8.9 or more is present, or where the real Transformer
+Engine (G2, G3, G4[te]) or torchao is missing; it alone gives a G clause's verdict. The ``cpu`` twin
+runs the same body under ``-m "not gpu"``: torchao with its real CPU float8 kernels at small sizes
+(``emulate=True`` for the large G1 shapes), and for Transformer Engine the suite's stand-in, whose
+``te.Linear`` is a high-precision layer and whose ``fp8_autocast`` only records its arguments. The
+twins are honest checks of the implementation's conversion and recipe logic through
+``accelerator.prepare``, not of FP8 on a GPU; they exist so that a GPU run can fail only for device
+reasons.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import types
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from .kit.accelerators import float8_names, fp8_accelerator, prepare_and_compare
+from .kit.capabilities import cuda_fp8_skip_reason, real_te_skip_reason, torchao_skip_reason
+from .kit.contract import contract_accepts, make_args
+from .kit.env import env_snapshot, fp8_env_prefixes
+from .kit.models import ODD_EARLY_LAYER_ELIGIBLE, mixed_model, odd_early_layer_model, tiny_llama
+from .kit.numerics import assert_numerics, run_numerics
+from .kit.standin_te import standin_te
+
+#: The CUDA case is the G clause; the CPU case is its twin (stand-in TE, small or emulated torchao).
+DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    """``cpu`` (the twin) or ``cuda`` (the G clause; skipped without a suitable device)."""
+    name: str = request.param
+    if name == "cuda":
+        reason = cuda_fp8_skip_reason()
+        if reason:
+            pytest.skip(reason)
+    return name
+
+
+@pytest.fixture
+def te_module(device: str, standin_te_dir: Path) -> Iterator[types.ModuleType]:
+    """``transformer_engine.pytorch``: on CUDA the real one (skip without it), on the CPU the stand-in."""
+    if device == "cuda":
+        reason = real_te_skip_reason()
+        if reason:
+            pytest.skip(reason)
+        yield sys.modules["transformer_engine.pytorch"]
+        return
+    with standin_te(standin_te_dir):
+        import transformer_engine.pytorch as te
+
+        yield te
+
+
+@pytest.fixture
+def torchao_device(device: str) -> str:
+    reason = torchao_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return device
+
+
+RECIPES = {"rowwise": False, "tensorwise": True}
+
+
+# --------------------------------------------------------------------------- G1
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_g1_conversion(impl: types.ModuleType, torchao_device: str, recipe: str) -> None:
+    """C10 on the device: exactly the accepted layers become Float8Linear, values kept, all on the device."""
+    args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
+    result = prepare_and_compare(impl, args, mixed_model().to(torch.bfloat16), device=torchao_device)
+    assert "fc_in" in result.converted
+    assert not result.handler.config.emulate, "G1 needs the real float8 kernels (emulate=False)"
+
+
+SMALL = (64, 128, 64)
+LARGE = (1024, 4096, 1024)
+
+#: AdamW learning rate of the large case. At C11's default (3e-3) the 1024-4096-1024 MLP memorizes
+#: its 64 samples: the bf16 loss reaches 0.0107 in 20 steps, and FP8 rounding alone put fp8ref 16%
+#: (rowwise, 0.0124) and 43% (tensorwise, 0.0153) away from it (CPU, emulated). At 1e-4 the loss is still mid-descent
+#: after 20 steps (see :func:`test_g1_numerics`), where a 10% gap means something.
+LARGE_LR = 1e-4
+
+
+@pytest.mark.parametrize(
+    ("device", "widths"),
+    [
+        pytest.param("cpu", SMALL, id="cpu-small"),
+        pytest.param("cuda", SMALL, id="cuda-small", marks=pytest.mark.gpu),
+        pytest.param("cuda", LARGE, id="cuda-large", marks=pytest.mark.gpu),
+    ],
+    indirect=["device"],
+)
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_g1_numerics(impl: types.ModuleType, torchao_device: str, recipe: str, widths: tuple[int, ...]) -> None:
+    """C11 with real float8 kernels (emulate=False), bf16 model, C11's thresholds (forward SQNR >= 20 dB,
+    gradients >= 15 dB, final loss within 10% of bf16's after 20 AdamW steps).
+
+    The CPU twin runs the small case with torchao's real CPU kernels (the same run as C11's CPU test).
+    The large case needs the device: real CPU kernels at that size take minutes, and even emulated it
+    costs 20-100 s per recipe on the CI machine, over the suite's budget. Its setup was chosen on the
+    CPU with ``emulate=True``: with ``lr=LARGE_LR`` the bf16 loss goes from 0.438 to 0.061 in 20 steps
+    (a sevenfold fall, still far above the ~0.011 that memorizing the 64 samples reaches at C11's
+    3e-3), and FP8 ends at 0.0616 (rowwise, 1.5% from bf16) and 0.0617 (tensorwise, 1.8%); so the
+    10% criterion separates a correct implementation from a wrong one instead of measuring rounding
+    noise around a memorized zero.
+    """
+    args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
+    (handler,) = impl.create_fp8_kwargs(args)
+    assert not handler.config.emulate, "G1 needs the real float8 kernels (emulate=False)"
+    if widths == LARGE:
+        result = run_numerics(impl, args, widths=widths, device=torchao_device, lr=LARGE_LR)
+    else:
+        result = run_numerics(impl, args, widths=widths, device=torchao_device)
+    if widths == LARGE:
+        assert result.ref_losses[-1] >= 0.05 * result.ref_losses[0], (
+            f"precondition: the bf16 loss fell to {result.ref_losses[-1]:.4f} from {result.ref_losses[0]:.4f}; "
+            "the large case's task is being memorized and the 10% criterion would measure noise"
+        )
+    assert_numerics(result)
+
+
+# --------------------------------------------------------------------------- G2, G3
+
+
+@contextlib.contextmanager
+def _spy_fp8_autocast(te: types.ModuleType) -> Iterator[list[dict[str, Any]]]:
+    """Record the arguments of every ``transformer_engine.pytorch.fp8_autocast`` entered."""
+    calls: list[dict[str, Any]] = []
+    original = getattr(te, "fp8_autocast")  # noqa: B009
+
+    @contextlib.contextmanager
+    def recording(*args: Any, **kwargs: Any) -> Iterator[None]:
+        calls.append({"args": args, **kwargs})
+        with original(*args, **kwargs):
+            yield
+
+    setattr(te, "fp8_autocast", recording)  # noqa: B010 - te is a module only known at run time
+    try:
+        yield calls
+    finally:
+        setattr(te, "fp8_autocast", original)  # noqa: B010
+
+
+@contextlib.contextmanager
+def _seed_user_accelerator(impl: types.ModuleType, args: Any) -> Iterator[Any]:
+    """What a user of the seed does: ``configure_fp8_environment(a)``, ``patch_accelerator_for_fp8()``,
+    then a plain ``Accelerator()``; so the implementation's own TE conversion (installed by the patch)
+    is what runs. The environment starts without accelerate/FP8 variables and is restored afterwards
+    (the plugin also restores the Accelerator class)."""
+    import accelerate
+    from accelerate.state import AcceleratorState
+
+    with env_snapshot(drop_prefixes=fp8_env_prefixes()):
+        impl.configure_fp8_environment(args)
+        impl.patch_accelerator_for_fp8()
+        AcceleratorState._reset_state(True)
+        yield accelerate.Accelerator()
+
+
+def _te_model(device: str) -> nn.Module:
+    """On ``device`` before ``prepare``, as the Trainer places a model before it builds its Accelerator."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        OrderedDict(fc1=nn.Linear(64, 128), act=nn.GELU(), fc2=nn.Linear(128, 64), lm_head=nn.Linear(64, 64))
+    ).to(device=device, dtype=torch.bfloat16)
+
+
+def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
+    impl: types.ModuleType, device: str, te_module: types.ModuleType
+) -> None:
+    """On CUDA the real Transformer Engine (the clause); the CPU twin uses the stand-in TE, so it checks
+    the conversion and the recipe handed to ``fp8_autocast``, not FP8 itself."""
+    real_te = te_module
+    args = make_args(fp8=True, backend="te")
+    model = _te_model(device)
+    accepted = {name for name, m in model.named_modules() if contract_accepts(m, name)}
+    with contextlib.ExitStack() as stack:
+        calls = stack.enter_context(_spy_fp8_autocast(real_te))
+        acc = stack.enter_context(_seed_user_accelerator(impl, args))
+        # accelerate converts to TE only with the model and its optimizer in one prepare call.
+        prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+        modules = dict(acc.unwrap_model(prepared).named_modules())
+        not_te = sorted(n for n in accepted if not isinstance(modules[n], real_te.Linear))
+        assert not not_te, f"accepted layers not converted to transformer_engine.pytorch.Linear: {not_te}"
+        out = prepared(torch.randn(32, 64, device=device, dtype=torch.bfloat16))
+    assert torch.isfinite(out.float()).all()
+    entered = [c for c in calls if c.get("enabled", True)]
+    assert entered, "the forward pass did not run inside fp8_autocast"
+    recipe = entered[-1].get("fp8_recipe")
+    from transformer_engine.common.recipe import DelayedScaling, Format
+
+    assert isinstance(recipe, DelayedScaling), f"the recipe is {recipe!r}, not DelayedScaling"
+    assert recipe.fp8_format == Format.HYBRID, recipe
+    assert recipe.amax_history_len == 16, recipe
+    assert recipe.amax_compute_algo == "max", recipe
+
+
+def test_g3_te_odd_early_layer_does_not_stop_later_conversion(
+    impl: types.ModuleType, device: str, te_module: types.ModuleType
+) -> None:
+    """accelerate's TE conversion returns from the whole recursion at the first nn.Linear with a
+    dimension not divisible by 16; an implementation must not let that happen. On CUDA the real TE (the
+    clause); the CPU twin uses the stand-in TE (conversion logic only)."""
+    real_te = te_module
+    model = odd_early_layer_model().to(device=device, dtype=torch.bfloat16)
+    with _seed_user_accelerator(impl, make_args(fp8=True, backend="te")) as acc:
+        prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+    modules = dict(acc.unwrap_model(prepared).named_modules())
+    missing = sorted(n for n in ODD_EARLY_LAYER_ELIGIBLE if not isinstance(modules[n], real_te.Linear))
+    assert not missing, f"eligible layers after an odd-sized one were left unconverted: {missing}"
+
+
+# --------------------------------------------------------------------------- G4
+
+BACKEND_REASONS = {"torchao": torchao_skip_reason, "te": real_te_skip_reason}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKEND_REASONS))
+def test_g4_tiny_llama_trains(impl: types.ModuleType, device: str, standin_te_dir: Path, backend: str) -> None:
+    """Conversion and one training step of a tiny Llama under accelerator.prepare, per backend. The CPU
+    twin runs torchao's real CPU kernels and, for ``te``, the stand-in TE (high precision)."""
+    with contextlib.ExitStack() as stack:
+        if device == "cpu" and backend == "te":
+            stack.enter_context(standin_te(standin_te_dir))
+        else:
+            reason = BACKEND_REASONS[backend]()
+            if reason:
+                pytest.skip(reason)
+        _tiny_llama_step(impl, device, backend)
+
+
+def _tiny_llama_step(impl: types.ModuleType, device: str, backend: str) -> None:
+    args = make_args(fp8=True, backend=backend)
+    acc = fp8_accelerator(impl, args)
+    llama = tiny_llama(dtype=torch.bfloat16)
+    # One call: accelerate converts to TE only with the model and its optimizer together.
+    model, optimizer = acc.prepare(llama, torch.optim.AdamW(llama.parameters(), lr=1e-3))
+    unwrapped = acc.unwrap_model(model)
+    if backend == "torchao":
+        assert float8_names(unwrapped), "no Float8Linear after prepare"
+    else:
+        te = sys.modules["transformer_engine.pytorch"]
+        assert any(isinstance(m, te.Linear) for m in unwrapped.modules()), "no TE Linear after prepare"
+    elsewhere = [n for n, t in [*unwrapped.named_parameters(), *unwrapped.named_buffers()] if t.device.type != device]
+    assert not elsewhere, f"not on {device}: {elsewhere}"
+    ids = torch.randint(0, 128, (2, 16), device=device, generator=torch.Generator(device).manual_seed(0))
+    loss = model(input_ids=ids, labels=ids).loss
+    acc.backward(loss)
+    optimizer.step()
+    assert torch.isfinite(loss).item(), f"loss {loss.item()}"
