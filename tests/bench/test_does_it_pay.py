@@ -56,8 +56,8 @@ def test_the_page_shows_this_table_and_its_numbers() -> None:
     assert f"{claim} {ffn4096.measured:.2f}x" in text
 
 
-def test_the_llama_3_70b_figures_of_the_page() -> None:
-    text = DOC.read_text(encoding="utf-8")
+def _llama3_70b_bounds() -> dict[str, float]:
+    """Llama-3-70B at 8192 tokens on an H100 SXM, rowwise, at the datasheet peak: plan's linear bound."""
     arch = roofline.LLAMA3_70B
     bounds = {}
     for mode in roofline.MODES:
@@ -67,7 +67,28 @@ def test_the_llama_3_70b_figures_of_the_page() -> None:
             bf16, fp8 = bf16 + 80 * p.bf16_time_s, fp8 + 80 * p.fp8_time_s
         head = roofline.predict(8192, arch.hidden, published.LLAMA3_8B_VOCAB, "rowwise", "h100-sxm", mode)
         bounds[mode] = (bf16 + head.bf16_time_s) / (fp8 + head.bf16_time_s)
-    assert f"eager {bounds['eager']:.2f}x, compiled {bounds['compiled']:.2f}x" in text
+    return bounds
+
+
+def test_the_llama_3_70b_figures_of_the_page() -> None:
+    bounds = _llama3_70b_bounds()
+    assert f"eager {bounds['eager']:.2f}x, compiled {bounds['compiled']:.2f}x" in DOC.read_text(encoding="utf-8")
+
+
+def test_the_readme_shows_both_modes() -> None:
+    """The README's "Does FP8 pay?" section: torchao needs torch.compile, the table of both modes is the model's,
+    its figures are this module's, and it still says that no GPU measurement is recorded here."""
+    from bench.roofline_table import readme_table
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Does FP8 pay?") : text.index("## `fp8ref doctor`")]
+    assert "**torchao needs `torch.compile`.**" in section
+    assert "No GPU measurements are recorded in this repository" in section
+    assert readme_table() in section and "compiled / eager" in section
+    shares = [f.measured / f.bound() for f in FIGURES]
+    assert f"at {min(shares):.0%} to {max(shares):.0%} of it" in section
+    bounds = _llama3_70b_bounds()
+    assert f"`--compiled` {bounds['compiled']:.2f}x, `--eager` {bounds['eager']:.2f}x" in text
 
 
 def test_fp8ref_plan_gives_the_same_bound() -> None:
@@ -81,3 +102,10 @@ def test_fp8ref_plan_gives_the_same_bound() -> None:
     )
     assert len(plan.layers) == len(figure.layers) and len(plan.converted) == len(figure.layers) - 1
     assert plan.predicted_linear_speedup == pytest.approx(figure.bound(), rel=1e-12)
+
+
+def test_the_bench_readme_shows_the_compiled_table() -> None:
+    from bench.roofline_table import table
+
+    text = (REPO / "bench" / "README.md").read_text(encoding="utf-8")
+    assert table(roofline.LLAMA3_8B, 8192, "compiled") in text, "regenerate: python -m bench.roofline_table"
