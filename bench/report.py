@@ -5,9 +5,10 @@ Usage::
     python -m bench.report RESULTS.json --out DIR [--gpu h100-sxm|h100-pcie|h200]
                            [--bf16-tflops X] [--fp8-tflops Y] [--hbm-tbps Z]
 
-For each benchmark (linear layer, decoder block, Llama step) and shape, the report gives the bf16
-median time, each FP8 variant's median time, its speedup over bf16, the achieved TFLOP/s, and for
-linear layers the roofline bound of :mod:`fp8ref.roofline` and the share of it reached. Results from
+For each benchmark (linear layer, decoder block, Llama step) and shape, the report gives, for each variant,
+its eager and its compiled run side by side (``FP8REF_BENCH_COMPILE``): median time, speedup over the bf16
+run of the same mode, achieved TFLOP/s, and for linear layers both roofline bounds of :mod:`fp8ref.roofline`
+(eager: torchao's separate cast kernels; compiled: fused casts) and the share of each reached. Results from
 a CPU are labelled as such: CPU times say nothing about GPU speed.
 """
 
@@ -156,6 +157,10 @@ def _color(variant: str) -> str:
     return palette[min(_variant_key(variant)[0], len(palette) - 1)]
 
 
+def _mode(compiled: bool) -> str:
+    return "compiled" if compiled else "eager"
+
+
 def _roofline_recipe(result: Result) -> str | None:
     if result.recipe in roofline.RECIPES:
         return result.recipe
@@ -165,9 +170,9 @@ def _roofline_recipe(result: Result) -> str | None:
 def build_rows(results: Sequence[Result], gpu: roofline.GPUSpec, explicit: bool = False) -> list[Row]:
     """Pair each result with the bf16 result of the same bench, shape and compile mode.
 
-    The roofline bound uses ``gpu`` when ``explicit``; otherwise the GPU named by each result's device
-    (``gpu`` when the device is unknown or a CPU). A share of the bound is computed only for results
-    measured on a CUDA device.
+    The roofline bound is that of the result's mode (eager or compiled). It uses ``gpu`` when ``explicit``;
+    otherwise the GPU named by each result's device (``gpu`` when the device is unknown or a CPU). A share of
+    the bound is computed only for results measured on a CUDA device.
     """
     baselines = {(r.bench, r.shape, r.compiled): r.median_s for r in results if r.variant == "bf16"}
     rows: list[Row] = []
@@ -176,7 +181,7 @@ def build_rows(results: Sequence[Result], gpu: roofline.GPUSpec, explicit: bool 
         bound: float | None = None
         recipe = _roofline_recipe(r)
         if r.bench == "linear" and recipe and r.m and r.k and r.n:
-            bound = roofline.predict(int(r.m), int(r.k), int(r.n), recipe, spec).speedup
+            bound = roofline.predict(int(r.m), int(r.k), int(r.n), recipe, spec, _mode(r.compiled)).speedup
         rows.append(Row(r, baselines.get((r.bench, r.shape, r.compiled)), bound, r.device == "cuda"))
     rows.sort(
         key=lambda row: (
@@ -209,9 +214,73 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return "—" if value is None else f"{value:{spec}}{suffix}"
 
 
+@dataclass(frozen=True)
+class Line:
+    """One line of the report's table: a variant at a shape, its eager and compiled runs side by side."""
+
+    eager: Row | None
+    compiled: Row | None
+    #: the roofline bounds of both modes (linear layers with a modelled recipe), measured or not
+    bounds: dict[str, float]
+
+    @property
+    def result(self) -> Result:
+        row = self.eager or self.compiled
+        assert row is not None
+        return row.result
+
+    def row(self, mode: str) -> Row | None:
+        return self.eager if mode == "eager" else self.compiled
+
+
+def build_lines(rows: Sequence[Row], gpu: roofline.GPUSpec, explicit: bool = False) -> list[Line]:
+    """Pair each variant's eager and compiled rows of the same bench and shape, in the order of ``rows``."""
+    paired: dict[tuple[str, str, str], dict[bool, Row]] = {}
+    for row in rows:
+        r = row.result
+        paired.setdefault((r.bench, r.shape, r.variant), {})[r.compiled] = row
+    lines = []
+    for modes in paired.values():
+        first = next(iter(modes.values())).result
+        spec = gpu if explicit else (roofline.gpu_for_device_name(first.device_name) or gpu)
+        recipe = _roofline_recipe(first)
+        bounds: dict[str, float] = {}
+        if first.bench == "linear" and recipe and first.m and first.k and first.n:
+            m, k, n = int(first.m), int(first.k), int(first.n)
+            bounds = {mode: roofline.predict(m, k, n, recipe, spec, mode).speedup for mode in roofline.MODES}
+        lines.append(Line(modes.get(False), modes.get(True), bounds))
+    return lines
+
+
+def _speedup_cell(row: Row | None) -> str:
+    if row is None:
+        return "—"
+    if row.result.variant == "bf16":
+        return "1 (baseline)"
+    if row.baseline_s is None:
+        return "— (no bf16 result)"
+    return _fmt_ratio(row.speedup)
+
+
+def _share_cell(row: Row | None, bound: float | None) -> str:
+    if row is None or row.result.variant == "bf16":
+        return "—"
+    if not row.share_computed:
+        return "n/a (CPU)"
+    if bound is None or row.speedup is None:
+        return "—"
+    return f"{row.speedup / bound:.0%}"
+
+
 def render_markdown(
-    rows: Sequence[Row], meta: dict[str, Any], source: Path, gpu: roofline.GPUSpec, figures: Sequence[str]
+    rows: Sequence[Row],
+    meta: dict[str, Any],
+    source: Path,
+    gpu: roofline.GPUSpec,
+    figures: Sequence[str],
+    explicit: bool = False,
 ) -> str:
+    """``report.md``: ``explicit`` when ``gpu`` was chosen on the command line (else each result's device)."""
     results = [row.result for row in rows]
     devices = sorted({(r.device, r.device_name, r.compute_capability or "—") for r in results})
     on_cpu = any(r.device != "cuda" for r in results)
@@ -219,6 +288,8 @@ def render_markdown(
     lines.append(f"Results: `{source}`" + (f", run {meta['datetime']}" if meta.get("datetime") else "") + ".")
     for device, name, cap in devices:
         lines.append(f"Device: {name} ({device}, compute capability {cap}).")
+    modes = sorted({_mode(r.compiled) for r in results})
+    lines.append(f"Modes measured: {', '.join(modes)} (FP8REF_BENCH_COMPILE=1 runs both).")
     lines.append("")
     if on_cpu:
         warning = CPU_WARNING.format(gpu=gpu.name)
@@ -228,37 +299,45 @@ def render_markdown(
     if any(r.emulate for r in results):
         lines += ["Some FP8 results use torchao's `emulate=True` (marked *emulated*): float8 is simulated.", ""]
     lines += [
-        "Speedup is the bf16 median time over the variant's median time (same benchmark, shape and compile "
-        "mode). Achieved TFLOP/s counts the step's FLOPs (three GEMMs of 2·M·K·N per linear layer, plus "
-        "attention for blocks) over the median time. The roofline bound (linear layers only) is "
-        "`fp8ref.roofline`'s predicted speedup: GEMMs at peak rate and float8 casts at memory bandwidth, "
-        f"with {gpu.name} at {gpu.bf16_flops / 1e12:.0f} bf16 / {gpu.fp8_flops / 1e12:.0f} fp8 TFLOP/s and "
-        f"{gpu.hbm_bytes_per_s / 1e12:.2f} TB/s ({gpu.source}). Share of bound = speedup / bound.",
+        "Each variant's eager and compiled (`torch.compile`) runs stand side by side. Speedup is the bf16 median "
+        "time over the variant's median time (same benchmark, shape and compile mode). Achieved TFLOP/s counts the "
+        "step's FLOPs (three GEMMs of 2·M·K·N per linear layer, plus attention for blocks) over the median time. "
+        "The roofline bounds (linear layers only) are `fp8ref.roofline`'s predicted speedups in each mode: GEMMs at "
+        "peak rate and float8 casts at memory bandwidth, eager counting every pass of torchao's separate cast "
+        f"kernels, compiled the fused casts; with {gpu.name} at {gpu.bf16_flops / 1e12:.0f} bf16 / "
+        f"{gpu.fp8_flops / 1e12:.0f} fp8 TFLOP/s and {gpu.hbm_bytes_per_s / 1e12:.2f} TB/s ({gpu.source}). "
+        "Share of bound = speedup / the bound of the same mode. torchao needs torch.compile: its eager bound is "
+        "far below its compiled one.",
         "",
     ]
+    table = build_lines(rows, gpu, explicit)
     for bench in sorted(
         {r.bench for r in results},
         key=lambda b: list(BENCH_TITLES).index(b) if b in BENCH_TITLES else len(BENCH_TITLES),
     ):
         lines += [f"## {BENCH_TITLES.get(bench, bench)}", ""]
         lines.append(
-            "| shape | MxKxN or tokens | GFLOP/step | variant | median time | speedup vs bf16 "
-            f"| achieved TFLOP/s | roofline bound ({gpu.name}) | share of bound |"
+            "| shape | MxKxN or tokens | GFLOP/step | variant | eager: median | eager: speedup "
+            "| compiled: median | compiled: speedup | achieved TFLOP/s (eager / compiled) "
+            f"| eager bound ({gpu.name}) | compiled bound ({gpu.name}) | share of bound (eager / compiled) |"
         )
-        lines.append("|---|---|---:|---|---:|---:|---:|---:|---:|")
-        for row in rows:
-            r = row.result
+        lines.append("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for line in table:
+            r = line.result
             if r.bench != bench:
                 continue
             dims = f"{r.m}x{r.k}x{r.n}" if r.k and r.n else f"{r.m} tokens"
-            variant = r.variant + (" (compiled)" if r.compiled else "") + (" *emulated*" if r.emulate else "")
-            speedup = "1 (baseline)" if r.variant == "bf16" else _fmt_ratio(row.speedup)
-            if row.baseline_s is None and r.variant != "bf16":
-                speedup = "— (no bf16 result)"
-            share = _fmt(row.share, ".0%") if row.share_computed else "n/a (CPU)"
+            variant = r.variant + (" *emulated*" if r.emulate else "")
+            medians = [_fmt_time(row.result.median_s) if row else "—" for row in (line.eager, line.compiled)]
+            tflops = " / ".join(f"{row.tflops:.3g}" if row else "—" for row in (line.eager, line.compiled))
+            shares = " / ".join(_share_cell(line.row(m), line.bounds.get(m)) for m in ("eager", "compiled"))
+            if r.variant == "bf16":
+                shares = "—"
             lines.append(
-                f"| {r.shape} | {dims} | {r.flops / 1e9:.3g} | {variant} | {_fmt_time(r.median_s)} | {speedup} "
-                f"| {row.tflops:.3g} | {_fmt(row.bound, '.2f', 'x')} | {share if r.variant != 'bf16' else '—'} |"
+                f"| {r.shape} | {dims} | {r.flops / 1e9:.3g} | {variant} | {medians[0]} | {_speedup_cell(line.eager)} "
+                f"| {medians[1]} | {_speedup_cell(line.compiled)} | {tflops} "
+                f"| {_fmt_ratio(line.bounds.get('eager'))} | {_fmt_ratio(line.bounds.get('compiled'))} "
+                f"| {shares} |"
             )
         lines.append("")
     if figures:
@@ -413,7 +492,7 @@ def make_report(results_path: Path, out_dir: Path, args: argparse.Namespace | No
     if plot_tflops(rows, out_dir / "tflops_vs_flops.png", gpu):
         figures.append("tflops_vs_flops.png")
     report = out_dir / "report.md"
-    report.write_text(render_markdown(rows, meta, results_path, gpu, figures), encoding="utf-8")
+    report.write_text(render_markdown(rows, meta, results_path, gpu, figures, explicit), encoding="utf-8")
     return report
 
 

@@ -45,9 +45,9 @@ def fp8_off_reason(accelerator: Any, training_args: Any) -> tuple[str, str]:
     if patched and environment == "fp8":
         return OFF_BUILT_BEFORE_CONFIGURE, (
             f"{head}, mixed_precision={precision!r}: the Accelerator was built before configure_fp8_environment "
-            f"and patch_accelerator_for_fp8 ({MIXED_PRECISION_VAR}=fp8 is set now, and Accelerator.__init__ "
-            "carries fp8ref's patch, so every Accelerator built from now on is FP8). Fix: call them before the "
-            "Accelerator or the Trainer is created"
+            f"({MIXED_PRECISION_VAR}=fp8 is set now, and Accelerator.__init__ carries fp8ref's patch, which "
+            "configure_fp8_environment or patch_accelerator_for_fp8 installs, so every Accelerator built from now "
+            "on is FP8). Fix: call configure_fp8_environment(args) before the Accelerator or the Trainer is created"
         )
     if patched:
         return OFF_BUILT_BEFORE_PATCH, (

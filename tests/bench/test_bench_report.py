@@ -90,7 +90,7 @@ def test_gpu_report_numbers(tmp_path: Path) -> None:
     tw = rows[("linear", "torchao-tensorwise")]
     assert tw.speedup == pytest.approx(2.0 / 1.6)
     assert tw.tflops == pytest.approx(flops / 1.6e-3 / 1e12)
-    bound = roofline.predict(*mkn, "tensorwise", "h100-sxm").speedup
+    bound = roofline.predict(*mkn, "tensorwise", "h100-sxm", "eager").speedup  # an eager run: the eager bound
     assert tw.bound == pytest.approx(bound)
     assert tw.share == pytest.approx((2.0 / 1.6) / bound)
     assert rows[("linear", "torchao-rowwise")].speedup == pytest.approx(0.8)
@@ -111,6 +111,37 @@ def test_gpu_report_numbers(tmp_path: Path) -> None:
         width, height = _png_size(out / png)
         assert width > 600 and height > 400
         assert f"]({png})" in md
+
+
+def test_eager_and_compiled_side_by_side_with_both_bounds(tmp_path: Path) -> None:
+    """One line per variant and shape: the eager and the compiled run, each against the bf16 run of its mode,
+    and both roofline bounds with the share of each reached."""
+    mkn = (8192, 4096, 4096)
+    path = _write(
+        tmp_path,
+        [
+            _bench("bf16", 2.0e-3, mkn=mkn),
+            _bench("bf16", 1.9e-3, mkn=mkn, compiled=True),
+            _bench("torchao-rowwise", 4.0e-3, mkn=mkn, recipe="rowwise"),
+            _bench("torchao-rowwise", 1.5e-3, mkn=mkn, recipe="rowwise", compiled=True),
+        ],
+    )
+    results, _ = report.load_results(path)
+    gpu = roofline.GPUS["h100-sxm"]
+    lines = {line.result.variant: line for line in report.build_lines(report.build_rows(results, gpu), gpu)}
+    rowwise = lines["torchao-rowwise"]
+    assert rowwise.eager is not None and rowwise.compiled is not None
+    assert rowwise.eager.speedup == pytest.approx(0.5) and rowwise.compiled.speedup == pytest.approx(1.9 / 1.5)
+    eager = roofline.predict(*mkn, "rowwise", "h100-sxm", "eager").speedup
+    compiled = roofline.predict(*mkn, "rowwise", "h100-sxm", "compiled").speedup
+    assert rowwise.bounds == pytest.approx({"eager": eager, "compiled": compiled}) and eager < compiled
+    md = report.render_markdown(report.build_rows(results, gpu), {}, path, gpu, [])  # no figures: quicker
+    assert "| eager bound (h100-sxm) | compiled bound (h100-sxm) | share of bound (eager / compiled) |" in md
+    (line,) = [row for row in md.splitlines() if "| torchao-rowwise |" in row]
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells[4:8] == ["4 ms", "0.50x", "1.5 ms", f"{1.9 / 1.5:.2f}x"]
+    assert cells[9:] == [f"{eager:.2f}x", f"{compiled:.2f}x", f"{0.5 / eager:.0%} / {(1.9 / 1.5) / compiled:.0%}"]
+    assert "Modes measured: compiled, eager" in md
 
 
 def test_h200_device_picks_the_h200_bound(tmp_path: Path) -> None:
@@ -248,6 +279,13 @@ def test_cpu_smoke_json_feeds_the_report_module(tmp_path: Path) -> None:
     text = (out / "report.md").read_text()
     assert "These results come from a CPU" in text
     assert all(f"| {variant} |" in text for variant in variants)
+    # the side-by-side part: the smoke runs eagerly, and each linear row carries both bounds of its recipe
+    assert "Modes measured: eager" in text and "| eager bound (h100-sxm) | compiled bound (h100-sxm) |" in text
+    for recipe in ("tensorwise", "rowwise", "rowwise_with_gw_hp"):
+        (line,) = [row for row in text.splitlines() if f"| torchao-{recipe} |" in row and "| 64x64x64 |" in row]
+        bounds = [roofline.predict(64, 64, 64, recipe, "h100-sxm", mode).speedup for mode in ("eager", "compiled")]
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert cells[6] == "—" and cells[9:11] == [report._fmt_ratio(b) for b in bounds], line
     bad = subprocess.run(
         [sys.executable, "-m", "bench.report", str(tmp_path / "absent.json"), "--out", str(out)],
         cwd=REPO,
