@@ -55,12 +55,18 @@ def impl(pytestconfig: pytest.Config) -> Implementation:
     return Implementation(info)
 
 
-@pytest.fixture(scope="session")
-def module_filter(impl: Implementation) -> Callable[[nn.Module, str], Any]:
-    """The ``module_filter_func`` of the implementation's torchao handler (C9, C17b)."""
-    handlers = impl.create_fp8_kwargs(make_args(fp8=True, backend="torchao"))
+#: The torchao recipes whose handler's filter C9 and C17b judge: the value is the all-gather flag that selects it.
+FILTER_RECIPES = {"rowwise": False, "tensorwise": True}
+
+
+@pytest.fixture(scope="session", params=sorted(FILTER_RECIPES))
+def module_filter(impl: Implementation, request: pytest.FixtureRequest) -> Callable[[nn.Module, str], Any]:
+    """The ``module_filter_func`` of the implementation's torchao handler (C9, C17b), for each recipe: the
+    handler built with ``fp8_enable_fsdp_float8_all_gather`` (tensorwise, C6) is judged by the same rules."""
+    args = make_args(fp8=True, backend="torchao", all_gather=FILTER_RECIPES[request.param])
+    handlers = impl.create_fp8_kwargs(args)
     assert len(handlers) == 1 and callable(getattr(handlers[0], "module_filter_func", None)), (
-        f"no torchao handler with a callable module_filter_func: {handlers!r}"
+        f"no torchao handler with a callable module_filter_func ({request.param}): {handlers!r}"
     )
     return handlers[0].module_filter_func  # type: ignore[no-any-return]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
@@ -26,7 +26,7 @@ from .kit.contract import LORA_ADAPTER_COMPONENTS, is_lora_adapter_fqn
 from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.isolation import reset_accelerate_state
 from .kit.models import tiny_llama
-from .kit.strategies import fqns
+from .kit.strategies import fqns, suite_settings
 from .kit.trainer import LOSS_STEPS, NUM_LAYERS, PROJECTIONS, RunRecord, is_torchao_float8, losses_close, run_trainer
 from .kit.trainer import make_args as make_training_args
 
@@ -34,7 +34,7 @@ RANKS = (16, 8)
 #: The clause's loss comparison is at rank 16; at rank 8 a short FP8 run checks a, b and what trains.
 LOSS_RANK = 16
 SHORT_STEPS = 3
-PROPERTY = settings(suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = suite_settings()
 Filter = Callable[[nn.Module, str], Any]
 
 
