@@ -7,9 +7,10 @@ The plugin keeps only what must be global (command-line options, the clause repo
 - the ``gpu`` marker;
 - ``impl``: the implementation under test (``--fp8-impl``), as a view that fails a test as ``missing``
   when the test uses a contract function the module does not offer (see :mod:`.implementation`);
-- isolation around every test (:mod:`.kit.isolation`): ``os.environ``, ``sys.path``, accelerate's process-wide
-  state and the namespaces an implementation's patch changes are put back afterwards, so results do not depend
-  on the order of tests.
+- isolation around every test (:mod:`.kit.isolation`): every test starts without the caller's ``ACCELERATE_*`` and
+  ``FP8_*`` variables (a bare ``Accelerator()`` would read them), and ``os.environ``, ``sys.path``, accelerate's
+  process-wide state and the namespaces an implementation's patch changes are put back afterwards, so results
+  depend neither on the order of tests nor on the shell they run in.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 
 from .implementation import Implementation
 from .kit.contract import make_args
-from .kit.isolation import Snapshot, reset_accelerate_state, snapshot
+from .kit.isolation import Snapshot, drop_fp8_variables, reset_accelerate_state, snapshot
 from .kit.standin_te import write_standin_te
 from .plugin import implementation_of
 
@@ -110,6 +111,7 @@ _SAVED = pytest.StashKey[Snapshot]()
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     reset_accelerate_state()
     item.stash[_SAVED] = snapshot()
+    drop_fp8_variables()
     yield
 
 
