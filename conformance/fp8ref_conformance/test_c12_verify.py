@@ -149,7 +149,8 @@ def _user_converted(emulate: bool, only: str | None = None) -> nn.Module:
     def chosen(module: nn.Module, fqn: str) -> bool:
         return contract_accepts(module, fqn) and (only is None or fqn == only)
 
-    return convert_to_float8_training(model, config=config, module_filter_fn=chosen)
+    convert_to_float8_training(model, config=config, module_filter_fn=chosen)  # in place
+    return model
 
 
 def _emulation_of(model: nn.Module) -> dict[str, bool]:

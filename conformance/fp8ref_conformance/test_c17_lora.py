@@ -199,12 +199,18 @@ def test_c17b_property_adapter_component_anywhere_is_rejected(
     assert bool(module_filter(nn.Linear(64, rank), fqn)) is False, f"{fqn!r} was accepted"
 
 
-def test_c17b_filter_on_a_real_peft_model(module_filter: Filter) -> None:
-    """Every module of a rank-16 PEFT model, with its real FQN: adapters rejected, base layers accepted."""
+@pytest.fixture(scope="module")
+def peft_model() -> Any:
+    """A rank-16 PEFT model, built once: the filter is pure (C9e), so each recipe's filter may judge the same one."""
     reason = package_skip_reason("peft")
     if reason:
         pytest.skip(reason)
-    model = lora_model(16)
+    return lora_model(16)
+
+
+def test_c17b_filter_on_a_real_peft_model(module_filter: Filter, peft_model: Any) -> None:
+    """Every module of a rank-16 PEFT model, with its real FQN: adapters rejected, base layers accepted."""
+    model = peft_model
     accepted = {fqn for fqn, m in model.named_modules() if isinstance(m, nn.Linear) and module_filter(m, fqn)}
     adapters = sorted(fqn for fqn in accepted if is_lora_adapter_fqn(fqn))
     assert not adapters, f"adapter layers accepted: {adapters[:6]}"
