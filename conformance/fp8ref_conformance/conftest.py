@@ -7,9 +7,10 @@ The plugin keeps only what must be global (command-line options, the clause repo
 - the ``gpu`` marker;
 - ``impl``: the implementation under test (``--fp8-impl``), as a view that fails a test as ``missing``
   when the test uses a contract function the module does not offer (see :mod:`.implementation`);
-- isolation around every test (:mod:`.kit.isolation`): ``os.environ``, ``sys.path``, accelerate's process-wide
-  state and the namespaces an implementation's patch changes are put back afterwards, so results do not depend
-  on the order of tests.
+- isolation around every test (:mod:`.kit.isolation`): every test starts without the caller's ``ACCELERATE_*`` and
+  ``FP8_*`` variables (a bare ``Accelerator()`` would read them), and ``os.environ``, ``sys.path``, accelerate's
+  process-wide state and the namespaces an implementation's patch changes are put back afterwards, so results
+  depend neither on the order of tests nor on the shell they run in.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch import nn
 
 from .implementation import Implementation
 from .kit.contract import make_args
-from .kit.isolation import Snapshot, reset_accelerate_state, snapshot
+from .kit.isolation import Snapshot, drop_fp8_variables, reset_accelerate_state, snapshot
 from .kit.standin_te import write_standin_te
 from .plugin import implementation_of
 
@@ -55,12 +56,18 @@ def impl(pytestconfig: pytest.Config) -> Implementation:
     return Implementation(info)
 
 
-@pytest.fixture(scope="session")
-def module_filter(impl: Implementation) -> Callable[[nn.Module, str], Any]:
-    """The ``module_filter_func`` of the implementation's torchao handler (C9, C17b)."""
-    handlers = impl.create_fp8_kwargs(make_args(fp8=True, backend="torchao"))
+#: The torchao recipes whose handler's filter C9 and C17b judge: the value is the all-gather flag that selects it.
+FILTER_RECIPES = {"rowwise": False, "tensorwise": True}
+
+
+@pytest.fixture(scope="session", params=sorted(FILTER_RECIPES))
+def module_filter(impl: Implementation, request: pytest.FixtureRequest) -> Callable[[nn.Module, str], Any]:
+    """The ``module_filter_func`` of the implementation's torchao handler (C9, C17b), for each recipe: the
+    handler built with ``fp8_enable_fsdp_float8_all_gather`` (tensorwise, C6) is judged by the same rules."""
+    args = make_args(fp8=True, backend="torchao", all_gather=FILTER_RECIPES[request.param])
+    handlers = impl.create_fp8_kwargs(args)
     assert len(handlers) == 1 and callable(getattr(handlers[0], "module_filter_func", None)), (
-        f"no torchao handler with a callable module_filter_func: {handlers!r}"
+        f"no torchao handler with a callable module_filter_func ({request.param}): {handlers!r}"
     )
     return handlers[0].module_filter_func  # type: ignore[no-any-return]
 
@@ -104,6 +111,7 @@ _SAVED = pytest.StashKey[Snapshot]()
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     reset_accelerate_state()
     item.stash[_SAVED] = snapshot()
+    drop_fp8_variables()
     yield
 
 

@@ -100,6 +100,26 @@ def test_c9d_names_containing_head_words_are_converted(module_filter: Filter, fq
     assert _judge(module_filter, nn.Linear(64, 64), fqn) is True, f"{fqn!r} was rejected"
 
 
+@pytest.mark.parametrize(
+    "fqn",
+    [
+        "Output",
+        "LM_HEAD",
+        "model.Lm_Head",
+        "encoder.layer.3.OUTPUT",
+        "Classifier",
+        "transformer.WTE",
+        "Head",
+        "decoder.Embed_Out",
+        "Score",
+    ],
+)
+def test_c9d_head_names_in_another_letter_case_are_converted(module_filter: Filter, fqn: str) -> None:
+    """C9c names the excluded components exactly, in lower case: ``Output`` or ``LM_HEAD`` is some other
+    component, and C9d converts every other ``nn.Linear``."""
+    assert _judge(module_filter, nn.Linear(64, 64), fqn) is True, f"{fqn!r} was rejected"
+
+
 @pytest.mark.parametrize("kind", sorted(LINEAR_KINDS))
 @pytest.mark.parametrize(("in_f", "out_f"), [(16, 16), (64, 128), (256, 48)])
 def test_c9d_eligible_linear_layers_are_converted(module_filter: Filter, kind: str, in_f: int, out_f: int) -> None:
@@ -177,9 +197,9 @@ def test_c9_property_filter_follows_the_contract(
     module_filter: Filter, kind: str, in_f: int, out_f: int, fqn: str
 ) -> None:
     """Generated module types (nn.Linear, subclasses, look-alikes with a 2-D weight and in/out features),
-    dimensions and FQNs (head names alone, inside longer names, in parent components; LoRA adapter
-    components anywhere, the rule C17b adds to the filter): the filter answers what C9 a-d and f (and C17b)
-    say, and it is pure (e)."""
+    dimensions and FQNs (head names alone, in another letter case, inside longer names, in parent components;
+    LoRA adapter components anywhere, the rule C17b adds to the filter): the filter answers what C9 a-d and f
+    (and C17b) say, and it is pure (e). For the rowwise and the tensorwise handler alike."""
     module = ALL_KINDS[kind](in_f, out_f)
     before = _fingerprint(module)
     first = _judge(module_filter, module, fqn)

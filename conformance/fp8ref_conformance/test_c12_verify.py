@@ -8,9 +8,13 @@ with it true verify is quiet, and the layer check is not lost: after the acceler
 model it warns if no FP8 layer is in effect (a, c) and stays quiet if FP8 layers are.
 
 "Warns" means a WARNING+ record or a deliberate FP8 error (see :mod:`.kit.verify_outcome`); a check that fires at
-the follow-up may do so from inside ``prepare``, so the tests observe ``prepare`` (and ``Trainer.train``) for it.
+the follow-up may do so from inside ``prepare``, so the tests observe ``prepare`` (and ``Trainer.train``) for it,
+and count there only the implementation's own records, whatever they say (another library's warning never decides).
 C12 judges verify alone: where a test needs an FP8 setup that is not the clause's business, the suite builds it.
-Only the five contract functions, accelerate, torch, torchao and transformers are used.
+FP8 layers are torchao ``Float8Linear`` and Transformer Engine modules: the TE cases use the suite's stand-in TE
+(high-precision ``te.Linear``, converted by accelerate's own TE conversion), which tells verify's layer check
+apart from one that counts only torchao layers. Only the five contract functions, accelerate, torch, torchao and
+transformers are used.
 """
 
 from __future__ import annotations
@@ -22,13 +26,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from torch import nn
 
-from .kit.accelerators import fp8_accelerator, reference_fp8_accelerator, with_emulation
-from .kit.contract import make_args
+from .kit.accelerators import (
+    float8_names,
+    fp8_accelerator,
+    reference_fp8_accelerator,
+    reference_te_accelerator,
+    te_layer_names,
+    with_emulation,
+)
+from .kit.contract import contract_accepts, make_args
 from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.isolation import reset_accelerate_state
-from .kit.models import ineligible_model, mixed_model, tiny_llama
+from .kit.models import MIXED_MODEL_ELIGIBLE, ineligible_model, mixed_model, mlp_model, tiny_llama
+from .kit.standin_te import standin_te
 from .kit.trainer import FixedBatch
 from .kit.trainer import make_args as make_training_args
 from .kit.verify_outcome import Outcome, assert_loud, assert_quiet, call_verify, observe
@@ -75,6 +88,38 @@ def test_c12b_quiet_when_fp8_layers_are_in_effect(impl: types.ModuleType, model:
     assert_quiet(call_verify(impl, acc, args), "FP8 layers are in effect")
 
 
+# --------------------------------------------------------------------------- a, b with Transformer Engine layers
+
+
+def _prepare_te(acc: Any, model: nn.Module) -> set[str]:
+    """``acc.prepare(model, optimizer)`` (accelerate converts to TE only with both); the TE modules it left."""
+    prepared, _ = acc.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    return te_layer_names(acc.unwrap_model(prepared))
+
+
+_TE_EFFECTIVE: dict[str, Callable[[], nn.Module]] = {"mlp": lambda: mlp_model(dtype=torch.float32), "llama": tiny_llama}
+
+
+@pytest.mark.parametrize("model", sorted(_TE_EFFECTIVE))
+def test_c12b_quiet_when_te_layers_are_in_effect(impl: types.ModuleType, standin_te_dir: Path, model: str) -> None:
+    """Transformer Engine layers are FP8 layers: a verify that counts only torchao ``Float8Linear`` warns here."""
+    args = make_args(fp8=True, backend="te")
+    with standin_te(standin_te_dir):
+        acc = reference_te_accelerator()
+        assert _prepare_te(acc, _TE_EFFECTIVE[model]()), "precondition: accelerate converted no layer to TE"
+        assert_quiet(call_verify(impl, acc, args), "Transformer Engine layers are in effect")
+
+
+def test_c12a_warns_when_no_te_layer_is_in_effect(impl: types.ModuleType, standin_te_dir: Path) -> None:
+    """FP8 enabled with the TE backend, and the prepared model holds no TE module: the backend alone is not FP8."""
+    args = make_args(fp8=True, backend="te")
+    with standin_te(standin_te_dir):
+        acc = reference_te_accelerator()
+        left = _prepare_te(acc, ineligible_model())
+        assert acc.fp8_enabled and not left, f"precondition: FP8 enabled and no TE module ({sorted(left)})"
+        _assert_loud(impl, acc, args, "the prepared model holds no FP8 layer (Transformer Engine backend)")
+
+
 # --------------------------------------------------------------------------- c
 
 
@@ -91,6 +136,54 @@ def test_c12c_warns_when_fp8_layers_emulate(impl: types.ModuleType, recipe: str)
     layers = [m for m in model.modules() if isinstance(m, Float8Linear)]
     assert acc.fp8_enabled and layers and all(m.config.emulate for m in layers), "precondition: emulated layers"
     assert_loud(call_verify(impl, acc, args), "every FP8 layer in effect emulates float8 (emulate=True)")
+
+
+def _user_converted(emulate: bool, only: str | None = None) -> nn.Module:
+    """:func:`.mixed_model` with its eligible layers (or only the one named ``only``) converted by the user with
+    torchao's ``convert_to_float8_training`` before any ``prepare``; ``emulate`` selects the config."""
+    from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+
+    config = dataclasses.replace(Float8LinearConfig.from_recipe_name("rowwise"), emulate=emulate)
+    model = mixed_model()
+
+    def chosen(module: nn.Module, fqn: str) -> bool:
+        return contract_accepts(module, fqn) and (only is None or fqn == only)
+
+    convert_to_float8_training(model, config=config, module_filter_fn=chosen)  # in place
+    return model
+
+
+def _emulation_of(model: nn.Module) -> dict[str, bool]:
+    from torchao.float8.float8_linear import Float8Linear
+
+    return {name: bool(m.config.emulate) for name, m in model.named_modules() if isinstance(m, Float8Linear)}
+
+
+@pytest.mark.parametrize("emulating", ["user-converted", "handler-converted"])
+def test_c12c_warns_when_only_some_fp8_layers_emulate(impl: types.ModuleType, emulating: str) -> None:
+    """One layer converted by the user before ``prepare``, the others by the accelerator's handler; one of the two
+    configs emulates. The emulating layers run no float8 matmul: FP8 is not really in effect for them, whether
+    they are a few or all, and whoever converted them."""
+    args = make_args(fp8=True, backend="torchao")
+    user_emulates = emulating == "user-converted"
+    acc = reference_fp8_accelerator(emulate=not user_emulates, keep_float8=True)
+    model = acc.unwrap_model(acc.prepare(_user_converted(user_emulates, only="fc_in")))
+    emulation = _emulation_of(model)
+    assert set(emulation) == MIXED_MODEL_ELIGIBLE, f"precondition: the eligible layers are FP8 layers ({emulation})"
+    assert sorted(set(emulation.values())) == [False, True], f"precondition: some layers emulate ({emulation})"
+    assert_loud(call_verify(impl, acc, args), f"FP8 layers in effect emulate float8 ({emulation})")
+
+
+def test_c12c_warns_when_the_user_converted_the_emulating_layers(impl: types.ModuleType) -> None:
+    """Every FP8 layer emulates, converted by the user with torchao before ``prepare``; the accelerator's own
+    handler does not emulate (and leaves those layers alone): verify judges the layers in effect, not the handler."""
+    args = make_args(fp8=True, backend="torchao")
+    acc = reference_fp8_accelerator(keep_float8=True)
+    model = acc.unwrap_model(acc.prepare(_user_converted(emulate=True)))
+    emulation = _emulation_of(model)
+    assert emulation and all(emulation.values()), f"precondition: the user's emulating layers ({emulation})"
+    assert not acc.ao_recipe_handler.config.emulate
+    assert_loud(call_verify(impl, acc, args), "every FP8 layer in effect emulates float8 (converted by the user)")
 
 
 def test_c12c_same_model_without_emulation_is_quiet(impl: types.ModuleType) -> None:
@@ -152,7 +245,7 @@ def test_c12d_warns_after_the_next_prepare_when_fp8_is_not_in_effect(impl: types
     assert_loud(
         after,
         f"verify was called before prepare and then {why} (the check after prepare was lost)",
-        records=Outcome.fp8_warnings,
+        records=Outcome.own_warnings,
     )
 
 
@@ -161,7 +254,91 @@ def test_c12d_quiet_after_the_next_prepare_when_fp8_layers_are_in_effect(impl: t
     acc = fp8_accelerator(impl, args)
     before, after = _verify_then_prepare(impl, acc, args, mixed_model())
     assert_quiet(before, "no model was prepared yet (FP8 enabled)")
-    assert_quiet(after, "the prepared model holds FP8 layers that do not emulate", records=Outcome.fp8_warnings)
+    assert_quiet(after, "the prepared model holds FP8 layers that do not emulate", records=Outcome.own_warnings)
+
+
+_IN_EFFECT: dict[str, tuple[Callable[[], nn.Module], bool]] = {
+    # case: (model, whether FP8 layers are in effect after a prepare with the reference accelerator)
+    "no-eligible-layer": (ineligible_model, False),
+    "fp8-layers": (mixed_model, True),
+}
+
+
+def _judge_follow_up(outcome: Outcome, in_effect: bool, situation: str) -> None:
+    if in_effect:
+        assert_quiet(outcome, f"{situation}, and the prepared model holds FP8 layers", records=Outcome.own_warnings)
+    else:
+        assert_loud(outcome, f"{situation}, and the prepared model holds no FP8 layer", records=Outcome.own_warnings)
+
+
+@pytest.mark.parametrize("case", sorted(_IN_EFFECT))
+def test_c12d_te_layers_are_checked_after_the_next_prepare(
+    impl: types.ModuleType, standin_te_dir: Path, case: str
+) -> None:
+    """The deferred check with the Transformer Engine backend: quiet when accelerate's TE conversion left TE layers
+    (``mixed_model``'s first layer: accelerate stops at the odd-sized second), loud when it left none."""
+    make_model, in_effect = _IN_EFFECT[case]
+    args = make_args(fp8=True, backend="te")
+    with standin_te(standin_te_dir):
+        acc = reference_te_accelerator()
+        assert_quiet(call_verify(impl, acc, args), "no model was prepared yet (FP8 enabled, TE backend)")
+        with observe() as after:
+            left = _prepare_te(acc, make_model())
+        assert bool(left) is in_effect, f"precondition: TE modules after prepare: {sorted(left)}"
+        _judge_follow_up(after, in_effect, "verify was called before prepare (TE backend)")
+
+
+@pytest.mark.parametrize("case", sorted(_IN_EFFECT))
+def test_c12d_second_verify_before_prepare_keeps_the_check(impl: types.ModuleType, case: str) -> None:
+    """Trainers may call verify more than once before ``train()`` (a subclass and its parent, a retry): each call
+    is quiet, and one check still follows the next ``prepare``."""
+    make_model, in_effect = _IN_EFFECT[case]
+    args = make_args(fp8=True, backend="torchao")
+    acc = reference_fp8_accelerator()
+    assert_quiet(call_verify(impl, acc, args), "no model was prepared yet (first verify)")
+    assert_quiet(call_verify(impl, acc, args), "no model was prepared yet (second verify)")
+    with observe() as after:
+        prepared = acc.prepare(make_model())
+    assert bool(float8_names(acc.unwrap_model(prepared))) is in_effect, "precondition: FP8 layers, or none"
+    _judge_follow_up(after, in_effect, "verify was called twice before prepare")
+
+
+@pytest.mark.parametrize("case", sorted(_IN_EFFECT))
+def test_c12d_check_stays_with_its_accelerator_when_another_has_fp8_off(impl: types.ModuleType, case: str) -> None:
+    """Two accelerators in one process: verify on the FP8 one before ``prepare`` (quiet), then on one without FP8
+    (loud at once), which is prepared too. The FP8 accelerator's check is neither lost nor spent on the other."""
+    import accelerate
+
+    make_model, in_effect = _IN_EFFECT[case]
+    args = make_args(fp8=True, backend="torchao")
+    fp8_acc = reference_fp8_accelerator()
+    assert_quiet(call_verify(impl, fp8_acc, args), "no model was prepared yet (FP8 enabled)")
+    reset_accelerate_state()  # accelerate holds one mixed precision per process state; fp8_acc keeps its own
+    plain = accelerate.Accelerator()
+    assert not plain.fp8_enabled and fp8_acc.fp8_enabled
+    assert_loud(call_verify(impl, plain, args), "the other accelerator has fp8_enabled False")
+    plain.prepare(mixed_model())  # not judged: verify has warned for it already
+    with observe() as after:
+        fp8_acc.prepare(make_model())
+    _judge_follow_up(after, in_effect, "verify was called on this accelerator before prepare")
+
+
+@pytest.mark.parametrize("next_fp8", [False, True], ids=["next-without-fp8", "next-with-fp8-layers"])
+def test_c12d_pending_check_does_not_follow_into_another_accelerator(impl: types.ModuleType, next_fp8: bool) -> None:
+    """A verify before ``prepare`` whose accelerator is never prepared (a test, or a run, that ends there) leaves
+    its check with that accelerator: the next accelerator, never given to verify, prepares a model without the
+    implementation warning, with FP8 off or with FP8 layers in effect."""
+    import accelerate
+
+    args = make_args(fp8=True, backend="torchao")
+    left_pending = reference_fp8_accelerator()
+    assert_quiet(call_verify(impl, left_pending, args), "no model was prepared yet (FP8 enabled)")
+    reset_accelerate_state()  # what the suite's isolation does between two tests
+    following = reference_fp8_accelerator() if next_fp8 else accelerate.Accelerator()
+    with observe() as during:
+        following.prepare(mixed_model())
+    assert_quiet(during, "an accelerator that verify was never given prepared a model", records=Outcome.own_warnings)
+    assert left_pending.fp8_enabled  # kept alive to the end: its pending check may still be held
 
 
 # --------------------------------------------------------------------------- d, through the HF Trainer
@@ -218,7 +395,7 @@ def test_c12d_trainer_quiet_at_init_and_in_train_when_the_model_holds_fp8_layers
     assert_quiet(
         eligible_run.during_train,
         "the prepared model holds FP8 layers (FP8 in effect)",
-        records=Outcome.fp8_warnings,
+        records=Outcome.own_warnings,
     )
 
 
@@ -228,5 +405,5 @@ def test_c12d_trainer_warns_in_train_when_the_model_holds_no_fp8_layer(odd_run: 
     assert_loud(
         odd_run.during_train,
         "verify was called after Trainer.__init__ and train() prepared a model that holds no FP8 layer",
-        records=Outcome.fp8_warnings,
+        records=Outcome.own_warnings,
     )

@@ -1,5 +1,6 @@
 """C13 ``patch_accelerator_for_fp8``: after ``configure_fp8_environment(a)``, every ``Accelerator``
-holds the implementation's FP8 handler, whatever other handlers it is given.
+holds the implementation's FP8 handler, whatever other handlers it is given, in a list or in a tuple (accelerate
+takes any sequence; the Trainer happens to pass a list).
 
 The plugin puts ``Accelerator`` (its class namespace and accelerate's module bindings) and
 ``os.environ`` back after every test, so each test patches a pristine class.
@@ -8,6 +9,8 @@ The plugin puts ``Accelerator`` (its class namespace and accelerate's module bin
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import sys
 import types
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ import pytest
 import torch
 from torch import nn
 
+from .kit.accelerators import assert_te_conversion, linear_types
 from .kit.contract import contract_accepts, make_args
 from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.isolation import reset_accelerate_state
@@ -28,6 +32,8 @@ from .kit.standin_te import standin_te
 
 FP8_HANDLER_ATTRS = ("fp8_recipe_handler", "ao_recipe_handler", "te_recipe_handler", "msamp_recipe_handler")
 BACKENDS = ["torchao", "auto", "te"]
+#: How the handlers are passed to ``Accelerator(kwargs_handlers=...)``: accelerate accepts any sequence.
+CONTAINERS: dict[str, Any] = {"list": list, "tuple": tuple}
 
 
 @contextlib.contextmanager
@@ -121,18 +127,19 @@ def test_c13a_plain_accelerator_holds_the_implementation_handler(
         _assert_holds_impl_handler(_new_accelerator(), expected, "Accelerator()")
 
 
+@pytest.mark.parametrize("container", sorted(CONTAINERS))
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_c13a_accelerator_with_ddp_handler_holds_the_implementation_handler(
-    impl: types.ModuleType, standin_te_dir: Path, backend: str
+    impl: types.ModuleType, standin_te_dir: Path, backend: str, container: str
 ) -> None:
-    """The Trainer always passes other kwargs handlers; the FP8 handler must be injected anyway.
-    For ``te`` the stand-in transformer_engine is used (recipe construction only)."""
+    """The Trainer always passes other kwargs handlers; the FP8 handler must be injected anyway, whatever
+    sequence holds them. For ``te`` the stand-in transformer_engine is used (recipe construction only)."""
     args = make_args(fp8=True, backend=backend)
     with _patched(impl, args, _standin_for(backend, standin_te_dir)):
         (expected,) = impl.create_fp8_kwargs(args)
         ddp = _ddp()
-        acc = _new_accelerator(kwargs_handlers=[ddp])
-        _assert_holds_impl_handler(acc, expected, "Accelerator(kwargs_handlers=[DistributedDataParallelKwargs()])")
+        acc = _new_accelerator(kwargs_handlers=CONTAINERS[container]([ddp]))
+        _assert_holds_impl_handler(acc, expected, f"Accelerator(kwargs_handlers=<{container}: DDP handler>)")
         assert acc.ddp_handler is ddp, "the DDP handler passed in was dropped"
 
 
@@ -156,30 +163,62 @@ def _explicit_ao() -> Any:
     return AORecipeKwargs(config=Float8LinearConfig.from_recipe_name("rowwise_with_gw_hp"), module_filter_func=only_fc)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Fields:
+    """A handler's fields when it was built: each value's identity, and a copy (a change in place shows too)."""
+
+    identities: dict[str, int]
+    copies: dict[str, Any]
+
+    @classmethod
+    def of(cls, handler: Any) -> _Fields:
+        fields = vars(handler)
+        return cls({k: id(v) for k, v in fields.items()}, {k: copy.deepcopy(v) for k, v in fields.items()})
+
+    def assert_unchanged(self, handler: Any) -> None:
+        """Kept means unchanged: the same object, holding the same config and filter (not the implementation's)."""
+        now = vars(handler)
+        assert sorted(now) == sorted(self.copies), f"the explicit handler's fields changed: {sorted(now)}"
+        for name, value in self.copies.items():
+            assert id(now[name]) == self.identities[name] and now[name] == value, (
+                f"the explicit handler's {name} was changed: {value!r} -> {now[name]!r}"
+            )
+
+
+@pytest.mark.parametrize("container", sorted(CONTAINERS))
 @pytest.mark.parametrize("with_ddp", [False, True], ids=["alone", "with-ddp"])
 @pytest.mark.parametrize("backend", ["torchao", "auto"])
-def test_c13b_explicit_fp8_handler_is_kept(impl: types.ModuleType, backend: str, with_ddp: bool) -> None:
+def test_c13b_explicit_fp8_handler_is_kept(
+    impl: types.ModuleType, backend: str, with_ddp: bool, container: str
+) -> None:
+    """The explicit handler is the one FP8 handler, unchanged: its config (``rowwise_with_gw_hp``, not the
+    implementation's recipe) and its filter (``fc`` only, not the implementation's), whatever sequence holds it."""
     with _patched(impl, make_args(fp8=True, backend=backend)):
         explicit = _explicit_ao()
+        fields = _Fields.of(explicit)
         handlers = [explicit, _ddp()] if with_ddp else [explicit]
-        acc = _new_accelerator(kwargs_handlers=handlers)
+        acc = _new_accelerator(kwargs_handlers=CONTAINERS[container](handlers))
         found = _fp8_handlers(acc)
         assert found == {"ao_recipe_handler": explicit}, f"explicit handler replaced or duplicated: {found}"
         assert acc.fp8_enabled
+        fields.assert_unchanged(explicit)
 
 
+@pytest.mark.parametrize("container", sorted(CONTAINERS))
 def test_c13b_explicit_te_handler_is_kept_when_configured_for_torchao(
-    impl: types.ModuleType, standin_te_dir: Path
+    impl: types.ModuleType, standin_te_dir: Path, container: str
 ) -> None:
-    """An explicit FP8 handler of another backend is not joined by an injected one. Uses the stand-in
-    transformer_engine to build the TE handler (recipe construction only; never a G clause)."""
+    """An explicit FP8 handler of another backend is not joined by an injected one, and keeps its recipe. Uses
+    the stand-in transformer_engine to build the TE handler (recipe construction only; never a G clause)."""
     from accelerate.utils import TERecipeKwargs
 
     with standin_te(standin_te_dir), _patched(impl, make_args(fp8=True, backend="torchao")):
         explicit = TERecipeKwargs(fp8_format="E4M3", amax_history_len=4, amax_compute_algo="most_recent")
-        acc = _new_accelerator(kwargs_handlers=[explicit])
+        fields = _Fields.of(explicit)
+        acc = _new_accelerator(kwargs_handlers=CONTAINERS[container]([explicit]))
         found = _fp8_handlers(acc)
         assert found == {"te_recipe_handler": explicit}, f"explicit handler replaced or joined: {found}"
+        fields.assert_unchanged(explicit)
 
 
 # --------------------------------------------------------------------------- c
@@ -253,7 +292,8 @@ def test_c13e_te_where_te_is_not_installed_raises_import_error(impl: types.Modul
 def test_c13a_te_prepare_converts_eligible_layers_after_an_odd_early_layer(
     impl: types.ModuleType, standin_te_dir: Path, with_ddp: bool
 ) -> None:
-    """What only the patch gives with Transformer Engine (G3's property, on the CPU).
+    """What only the patch gives with Transformer Engine (G3's property, on the CPU), on both sides: every layer
+    the filter accepts becomes a ``te.Linear``, every other one (odd-sized, ``lm_head``) keeps its type.
 
     accelerate's default handler already matches the TE recipe that configure's ``ACCELERATE_FP8_*``
     variables describe, so the handler checks above pass for ``te`` with no patch at all. What the
@@ -264,14 +304,16 @@ def test_c13a_te_prepare_converts_eligible_layers_after_an_odd_early_layer(
     model = odd_early_layer_model()
     expected = sorted(name for name, m in model.named_modules() if contract_accepts(m, name))
     assert expected == list(ODD_EARLY_LAYER_ELIGIBLE), expected
+    before = linear_types(model)
     with _patched(impl, make_args(fp8=True, backend="te"), standin_te_dir):
         import transformer_engine.pytorch as te
 
         acc = _new_accelerator(kwargs_handlers=[_ddp()]) if with_ddp else _new_accelerator()
         prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
-        modules = dict(acc.unwrap_model(prepared).named_modules())
-        missing = [name for name in expected if not isinstance(modules[name], te.Linear)]
-    assert not missing, (
-        f"after configure and patch, prepare left eligible layers unconverted: {missing} "
-        "(accelerate's own TE conversion stops at the first odd-sized layer; the patch must replace it)"
-    )
+        try:
+            assert_te_conversion(before, set(expected), acc.unwrap_model(prepared), te.Linear)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"after configure and patch: {exc} (accelerate's own TE conversion stops at the first odd-sized "
+                "layer and converts heads: the patch must replace it with one that follows the filter)"
+            ) from None

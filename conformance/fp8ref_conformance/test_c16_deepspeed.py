@@ -32,8 +32,8 @@ from .kit.processes import (
     Child,
     child_environment,
     child_module,
-    free_port,
     read_rank_files,
+    single_rank_environment,
     start,
     start_module,
     torchrun_command,
@@ -66,7 +66,7 @@ def _launch(
     env = child_environment(DS_ACCELERATOR=accelerator)
     args = ["--impl", impl_name, "--out", str(out), *extra]
     if nproc == 1:
-        env.update({"MASTER_PORT": str(free_port()), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"})
+        env.update(single_rank_environment())
         return Launched(start_module(CHILD, args, env, what), out)
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(name, None)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
@@ -26,7 +26,7 @@ from .kit.contract import LORA_ADAPTER_COMPONENTS, is_lora_adapter_fqn
 from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.isolation import reset_accelerate_state
 from .kit.models import tiny_llama
-from .kit.strategies import fqns
+from .kit.strategies import fqns, suite_settings
 from .kit.trainer import LOSS_STEPS, NUM_LAYERS, PROJECTIONS, RunRecord, is_torchao_float8, losses_close, run_trainer
 from .kit.trainer import make_args as make_training_args
 
@@ -34,7 +34,7 @@ RANKS = (16, 8)
 #: The clause's loss comparison is at rank 16; at rank 8 a short FP8 run checks a, b and what trains.
 LOSS_RANK = 16
 SHORT_STEPS = 3
-PROPERTY = settings(suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = suite_settings()
 Filter = Callable[[nn.Module, str], Any]
 
 
@@ -199,12 +199,18 @@ def test_c17b_property_adapter_component_anywhere_is_rejected(
     assert bool(module_filter(nn.Linear(64, rank), fqn)) is False, f"{fqn!r} was accepted"
 
 
-def test_c17b_filter_on_a_real_peft_model(module_filter: Filter) -> None:
-    """Every module of a rank-16 PEFT model, with its real FQN: adapters rejected, base layers accepted."""
+@pytest.fixture(scope="module")
+def peft_model() -> Any:
+    """A rank-16 PEFT model, built once: the filter is pure (C9e), so each recipe's filter may judge the same one."""
     reason = package_skip_reason("peft")
     if reason:
         pytest.skip(reason)
-    model = lora_model(16)
+    return lora_model(16)
+
+
+def test_c17b_filter_on_a_real_peft_model(module_filter: Filter, peft_model: Any) -> None:
+    """Every module of a rank-16 PEFT model, with its real FQN: adapters rejected, base layers accepted."""
+    model = peft_model
     accepted = {fqn for fqn, m in model.named_modules() if isinstance(m, nn.Linear) and module_filter(m, fqn)}
     adapters = sorted(fqn for fqn in accepted if is_lora_adapter_fqn(fqn))
     assert not adapters, f"adapter layers accepted: {adapters[:6]}"

@@ -25,7 +25,7 @@ import pytest
 import torch
 from torch import nn
 
-from .kit.accelerators import float8_names, fp8_accelerator, prepare_and_compare
+from .kit.accelerators import assert_te_conversion, float8_names, linear_types, prepare_and_compare
 from .kit.capabilities import cuda_fp8_skip_reason, real_te_skip_reason, torchao_skip_reason
 from .kit.contract import contract_accepts, make_args
 from .kit.env import env_snapshot, fp8_env_prefixes
@@ -189,14 +189,14 @@ def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
     args = make_args(fp8=True, backend="te")
     model = _te_model(device)
     accepted = {name for name, m in model.named_modules() if contract_accepts(m, name)}
+    before = linear_types(model)
     with contextlib.ExitStack() as stack:
         calls = stack.enter_context(_spy_fp8_autocast(real_te))
         acc = stack.enter_context(_seed_user_accelerator(impl, args))
         # accelerate converts to TE only with the model and its optimizer in one prepare call.
         prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
-        modules = dict(acc.unwrap_model(prepared).named_modules())
-        not_te = sorted(n for n in accepted if not isinstance(modules[n], real_te.Linear))
-        assert not not_te, f"accepted layers not converted to transformer_engine.pytorch.Linear: {not_te}"
+        # Both sides: the accepted layers are TE layers, and lm_head (rejected by name) is still an nn.Linear.
+        assert_te_conversion(before, accepted, acc.unwrap_model(prepared), real_te.Linear)
         out = prepared(torch.randn(32, 64, device=device, dtype=torch.bfloat16))
     assert torch.isfinite(out.float()).all()
     entered = [c for c in calls if c.get("enabled", True)]
@@ -218,11 +218,11 @@ def test_g3_te_odd_early_layer_does_not_stop_later_conversion(
     clause); the CPU twin uses the stand-in TE (conversion logic only)."""
     real_te = te_module
     model = odd_early_layer_model().to(device=device, dtype=torch.bfloat16)
+    before = linear_types(model)
     with _seed_user_accelerator(impl, make_args(fp8=True, backend="te")) as acc:
         prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
-    modules = dict(acc.unwrap_model(prepared).named_modules())
-    missing = sorted(n for n in ODD_EARLY_LAYER_ELIGIBLE if not isinstance(modules[n], real_te.Linear))
-    assert not missing, f"eligible layers after an odd-sized one were left unconverted: {missing}"
+    # Both sides: the eligible layers after the odd-sized ones are TE layers; those and lm_head are not.
+    assert_te_conversion(before, set(ODD_EARLY_LAYER_ELIGIBLE), acc.unwrap_model(prepared), real_te.Linear)
 
 
 # --------------------------------------------------------------------------- G4
@@ -232,8 +232,9 @@ BACKEND_REASONS = {"torchao": torchao_skip_reason, "te": real_te_skip_reason}
 
 @pytest.mark.parametrize("backend", sorted(BACKEND_REASONS))
 def test_g4_tiny_llama_trains(impl: types.ModuleType, device: str, standin_te_dir: Path, backend: str) -> None:
-    """Conversion and one training step of a tiny Llama under accelerator.prepare, per backend. The CPU
-    twin runs torchao's real CPU kernels and, for ``te``, the stand-in TE (high precision)."""
+    """Conversion and one training step of a tiny Llama under accelerator.prepare, per backend, as a user of the
+    implementation runs them (configure, patch, ``Accelerator()``): the conversion is the implementation's. The
+    CPU twin runs torchao's real CPU kernels and, for ``te``, the stand-in TE (high precision)."""
     with contextlib.ExitStack() as stack:
         if device == "cpu" and backend == "te":
             stack.enter_context(standin_te(standin_te_dir))
@@ -244,12 +245,42 @@ def test_g4_tiny_llama_trains(impl: types.ModuleType, device: str, standin_te_di
         _tiny_llama_step(impl, device, backend)
 
 
+@contextlib.contextmanager
+def _default_device_off_the_model(acc: Any, device: str) -> Iterator[None]:
+    """On a GPU machine torch's default device (the CPU) is not the model's: a layer that is built on the default
+    device once accelerate has placed the model stays on the CPU, and G4 sees it. On the CPU twin the default device
+    is the model's own, so no such layer could be seen; here it becomes ``meta`` from the moment accelerate's
+    ``prepare_model`` has placed the model until ``prepare`` returns, so that the same layer is off the model's
+    device on the CPU as well. Layers built before the placement are placed with the rest, as on a GPU."""
+    if device != "cpu":
+        yield
+        return
+    place, default = acc.prepare_model, torch.get_default_device()
+
+    def prepare_model(*args: Any, **kwargs: Any) -> Any:
+        placed = place(*args, **kwargs)
+        torch.set_default_device("meta")
+        return placed
+
+    acc.prepare_model = prepare_model
+    try:
+        yield
+    finally:
+        torch.set_default_device(default)
+        del acc.prepare_model
+
+
 def _tiny_llama_step(impl: types.ModuleType, device: str, backend: str) -> None:
     args = make_args(fp8=True, backend=backend)
-    acc = fp8_accelerator(impl, args)
     llama = tiny_llama(dtype=torch.bfloat16)
-    # One call: accelerate converts to TE only with the model and its optimizer together.
-    model, optimizer = acc.prepare(llama, torch.optim.AdamW(llama.parameters(), lr=1e-3))
+    with _seed_user_accelerator(impl, args) as acc:
+        with _default_device_off_the_model(acc, device):
+            # One call: accelerate converts to TE only with the model and its optimizer together.
+            model, optimizer = acc.prepare(llama, torch.optim.AdamW(llama.parameters(), lr=1e-3))
+        _check_and_step(acc, model, optimizer, device, backend)
+
+
+def _check_and_step(acc: Any, model: Any, optimizer: Any, device: str, backend: str) -> None:
     unwrapped = acc.unwrap_model(model)
     if backend == "torchao":
         assert float8_names(unwrapped), "no Float8Linear after prepare"
@@ -257,7 +288,7 @@ def _tiny_llama_step(impl: types.ModuleType, device: str, backend: str) -> None:
         te = sys.modules["transformer_engine.pytorch"]
         assert any(isinstance(m, te.Linear) for m in unwrapped.modules()), "no TE Linear after prepare"
     elsewhere = [n for n, t in [*unwrapped.named_parameters(), *unwrapped.named_buffers()] if t.device.type != device]
-    assert not elsewhere, f"not on {device}: {elsewhere}"
+    assert not elsewhere, f"not on {device} (layers built on torch's default device after placement?): {elsewhere}"
     ids = torch.randint(0, 128, (2, 16), device=device, generator=torch.Generator(device).manual_seed(0))
     loss = model(input_ids=ids, labels=ids).loss
     acc.backward(loss)

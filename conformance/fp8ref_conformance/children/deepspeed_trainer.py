@@ -1,11 +1,11 @@
 """Child of clause C16: the HF ``Trainer`` under DeepSpeed ZeRO on the CPU, in a process of its own.
 
 Started by ``test_c16_deepspeed.py`` as ``python -m fp8ref_conformance.children.deepspeed_trainer``, either alone
-(one rank: the test sets ``RANK=0``,
-``WORLD_SIZE=1``, ``LOCAL_RANK=0``, ``MASTER_ADDR``, a free ``MASTER_PORT``) or under
-``torch.distributed.run`` (two ranks). ``DS_ACCELERATOR=cpu`` selects DeepSpeed's CPU accelerator.
-A process of its own because DeepSpeed keeps process-wide state (its accelerator, ``deepspeed.comm``, the
-torch process group, ``HfDeepSpeedConfig``) that nothing resets: it ends with the process.
+(one rank: the test sets ``RANK=0``, ``WORLD_SIZE=1``, ``LOCAL_RANK=0``, ``MASTER_ADDR`` and ``MASTER_PORT=0``, so
+that its store binds a port the system picks) or under ``torch.distributed.run`` (two ranks).
+``DS_ACCELERATOR=cpu`` selects DeepSpeed's CPU accelerator. A process of its own because DeepSpeed keeps
+process-wide state (its accelerator, ``deepspeed.comm``, the torch process group, ``HfDeepSpeedConfig``) that
+nothing resets: it ends with the process.
 
 Usage: ``python -m fp8ref_conformance.children.deepspeed_trainer --impl MODULE --out FILE [--stages 2,3]
 [--runs all_gather,reference,fp8] [--steps N]``. For each stage, each run starts from a clean slate

@@ -23,13 +23,18 @@ def fp8_accelerator(impl: types.ModuleType, args: Any, **kwargs: Any) -> Any:
     )
 
 
-def reference_fp8_accelerator(all_gather: bool = False) -> Any:
+def reference_fp8_accelerator(all_gather: bool = False, *, emulate: bool = False, keep_float8: bool = False) -> Any:
     """An FP8 ``Accelerator`` built by the suite itself, without the implementation: torchao, rowwise (or
     tensorwise with the all-gather), the C9 filter. For clauses that judge one function only (C12 judges
-    ``verify_fp8_status``), so that they need no other function of the module."""
+    ``verify_fp8_status``), so that they need no other function of the module.
+
+    ``emulate`` gives the config ``emulate=True``; ``keep_float8`` makes the filter leave alone the layers that are
+    ``Float8Linear`` already (a ``Float8Linear`` is an ``nn.Linear``: by default torchao converts it again, with
+    this handler's config), so that layers the user converted before ``prepare`` stay as the user made them."""
     import accelerate
     from accelerate.utils import AORecipeKwargs
     from torchao.float8 import Float8LinearConfig
+    from torchao.float8.float8_linear import Float8Linear
 
     from .contract import contract_accepts
 
@@ -37,8 +42,31 @@ def reference_fp8_accelerator(all_gather: bool = False) -> Any:
         config = Float8LinearConfig(enable_fsdp_float8_all_gather=True)
     else:
         config = Float8LinearConfig.from_recipe_name("rowwise")
-    handler = AORecipeKwargs(config=config, module_filter_func=contract_accepts)
+    if emulate:
+        config = dataclasses.replace(config, emulate=True)
+
+    def module_filter(module: nn.Module, fqn: str) -> bool:
+        return contract_accepts(module, fqn) and not (keep_float8 and isinstance(module, Float8Linear))
+
+    handler = AORecipeKwargs(config=config, module_filter_func=module_filter)
     return accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=[handler])
+
+
+def reference_te_accelerator() -> Any:
+    """An FP8 ``Accelerator`` with the Transformer Engine recipe of C7, built by the suite itself; the caller puts
+    a ``transformer_engine`` on the path (the stand-in on the CPU). Its ``prepare(model, optimizer)`` converts
+    with accelerate's own TE conversion: every ``nn.Linear`` with both dimensions divisible by 16, up to the first
+    one that is not (see G3)."""
+    import accelerate
+    from accelerate.utils import TERecipeKwargs
+
+    handler = TERecipeKwargs(fp8_format="HYBRID", amax_history_len=16, amax_compute_algo="max")
+    return accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=[handler])
+
+
+def te_layer_names(model: nn.Module) -> set[str]:
+    """The modules of ``model`` that come from ``transformer_engine`` (real or stand-in)."""
+    return {name for name, m in model.named_modules() if type(m).__module__.split(".", 1)[0] == "transformer_engine"}
 
 
 def ao_handler_of(acc: Any) -> Any:
@@ -114,3 +142,24 @@ def prepare_and_compare(
         after = values_after[key].detach().to("cpu")
         assert torch.equal(torch.as_tensor(after).to(value.dtype), value.to("cpu")), f"{key} changed value"
     return ConversionResult(accepted, converted, prepared, handler)
+
+
+def linear_types(model: nn.Module) -> dict[str, type]:
+    """The type of every ``nn.Linear`` of ``model``, by FQN (taken before ``prepare``)."""
+    return {name: type(m) for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+
+
+def assert_te_conversion(before: dict[str, type], accepted: set[str], prepared: nn.Module, te_linear: type) -> None:
+    """Both sides of a Transformer Engine conversion (G2, G3, C13a): every layer in ``accepted`` became a
+    ``te_linear``, and every other ``nn.Linear`` of ``before`` kept its type (the filter rejected it)."""
+    modules = dict(prepared.named_modules())
+    not_te = sorted(name for name in accepted if not isinstance(modules.get(name), te_linear))
+    changed = sorted(
+        f"{name} ({type(modules.get(name)).__name__})"
+        for name, kind in before.items()
+        if name not in accepted and type(modules.get(name)) is not kind
+    )
+    assert not not_te and not changed, (
+        f"accepted layers not converted to transformer_engine.pytorch.Linear: {not_te}; "
+        f"layers the filter rejects, converted or replaced anyway: {changed}"
+    )

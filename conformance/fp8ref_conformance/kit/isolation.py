@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .env import restore_environ
+from .env import FP8_ENV_PREFIXES, restore_environ
 
 #: Modules whose namespaces an implementation's patch may change (Accelerator, convert_model, ...).
 PATCHABLE_MODULES = (
@@ -39,6 +39,13 @@ def reset_accelerate_state() -> None:
     AcceleratorState._reset_state(True)
     PartialState._reset_state()
     GradientState._reset_state()
+
+
+def drop_fp8_variables() -> None:
+    """Remove the ``ACCELERATE_*`` and ``FP8_*`` variables from ``os.environ`` (a clean FP8 environment: what a
+    bare ``Accelerator()`` reads is then what the test itself set). :meth:`Snapshot.restore` puts them back."""
+    for name in [n for n in os.environ if n.startswith(FP8_ENV_PREFIXES)]:
+        del os.environ[name]
 
 
 def _restore_namespace(target: Any, original: dict[str, Any]) -> None:

@@ -90,7 +90,9 @@ MIXED_MODEL_ELIGIBLE = frozenset({"fc_in", "encoder.layer.0.attention.output.den
 
 def odd_early_layer_model(seed: int = 0) -> nn.Module:
     """An early ``nn.Linear`` with a dimension not divisible by 16, then eligible layers: accelerate's own
-    Transformer Engine conversion stops at ``early`` and leaves every later layer unconverted (G3)."""
+    Transformer Engine conversion stops at ``early`` and leaves every later layer unconverted (G3). Last, a head
+    whose sizes are eligible and whose name is not (C9c): a conversion that ignores the filter's name rules
+    converts it."""
     torch.manual_seed(seed)
     return nn.Sequential(
         OrderedDict(
@@ -98,6 +100,7 @@ def odd_early_layer_model(seed: int = 0) -> nn.Module:
             back=nn.Linear(40, 64),
             block=nn.Sequential(OrderedDict(fc1=nn.Linear(64, 128), fc2=nn.Linear(128, 64))),
             later=nn.Linear(64, 64),
+            lm_head=nn.Linear(64, 64),
         )
     )
 

@@ -2,6 +2,9 @@
 this process's import path, without the caller's ``ACCELERATE_*``/``FP8_*`` variables, in a process group of its
 own that is killed on timeout or when the test is done.
 
+No port is chosen here: a port found free now can be taken by another process before the child binds it. The
+launcher (``torch.distributed.run``'s rendezvous) or the one rank's own store binds port 0, and the system picks.
+
 - :func:`run_probe`: contract calls in a fresh interpreter where some packages are hidden (C4, C7, C8b);
 - :func:`start_module` and :func:`torchrun_command`: the FSDP2 (C15) and DeepSpeed (C16) workers, one rank or
   several under ``torch.distributed.run``.
@@ -13,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,18 +46,22 @@ def child_environment(**extra: str) -> dict[str, str]:
     env["OMP_NUM_THREADS"] = "1"
     env["MASTER_ADDR"] = "127.0.0.1"
     env.pop("MASTER_PORT", None)
+    env.pop("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", None)  # "1" makes torchrun pick its workers' port in advance
     env.update(extra)
     return env
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def single_rank_environment() -> dict[str, str]:
+    """The variables of a one-process distributed run (DeepSpeed on the CPU): rank 0 of 1, whose own store binds
+    port 0, so the system picks a free port at the moment it is bound (no other rank needs to know it)."""
+    return {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "0", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
 
 
 def torchrun_command(nproc: int, module: str, args: list[str]) -> list[str]:
-    """``python -m torch.distributed.run`` with ``nproc`` ranks on this machine, each running ``module``."""
+    """``python -m torch.distributed.run`` with ``nproc`` ranks on this machine, each running ``module``.
+
+    The c10d rendezvous on port 0: the launcher's store binds a port the system picks, and the workers find
+    each other through it (``--master-port`` would be a port chosen before anyone binds it)."""
     return [
         sys.executable,
         "-m",
@@ -64,10 +70,12 @@ def torchrun_command(nproc: int, module: str, args: list[str]) -> list[str]:
         "1",
         "--nproc-per-node",
         str(nproc),
-        "--master-addr",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        "127.0.0.1:0",
+        "--local-addr",
         "127.0.0.1",
-        "--master-port",
-        str(free_port()),
         "-m",
         module,
         *args,

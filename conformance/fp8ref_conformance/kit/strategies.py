@@ -153,6 +153,7 @@ def fqn_components() -> st.SearchStrategy[str]:
         st.sampled_from(ORDINARY_COMPONENTS),
         st.sampled_from(CONTAINING_COMPONENTS),
         st.sampled_from(HEAD_NAMES),
+        st.sampled_from(HEAD_NAMES).flatmap(case_variants),  # C9c is exact: LM_HEAD and Output are converted
         st.sampled_from(LORA_ADAPTER_COMPONENTS),
         st.sampled_from(LORA_STRUCTURE_COMPONENTS),
         st.integers(0, 40).map(str),
@@ -161,8 +162,8 @@ def fqn_components() -> st.SearchStrategy[str]:
 
 
 def fqns() -> st.SearchStrategy[str]:
-    """Dotted names whose components include head names alone, inside longer names, and as parents, and
-    LoRA adapter components (C17b) anywhere."""
+    """Dotted names whose components include head names alone (also in other letter cases), inside longer names,
+    and as parents, and LoRA adapter components (C17b) anywhere."""
     return st.one_of(
         st.just(""),
         st.lists(fqn_components(), min_size=1, max_size=5).map(".".join),

@@ -1,0 +1,16 @@
+"""Broken on purpose (breaks G4): with torchao, the patch's handler converts nothing and the layers are
+converted after ``prepare`` returns, by building new ``Float8Linear`` modules on torch's default device and copying
+the weights in: on a GPU machine they stay on the CPU, after accelerate has placed the model on the GPU.
+
+configure and the patch are the compact ones of :mod:`_patch_kit` with that one defect; the other three functions
+are fp8ref's."""
+
+from __future__ import annotations
+
+from _patch_kit import PatchDefect, make_patch
+from _patch_kit import configure_fp8_environment as _environment_only
+
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
+
+configure_fp8_environment = _environment_only  # after the star import, which brings fp8ref's
+patch_accelerator_for_fp8 = make_patch(PatchDefect(convert_after_prepare=True))

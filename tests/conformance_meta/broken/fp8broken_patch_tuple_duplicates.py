@@ -1,0 +1,16 @@
+"""Broken on purpose (breaks C13b): the patch looks for an explicit FP8 handler only in a list: in a tuple it
+sees none and adds its own beside the caller's (accelerate's ``ValueError`` for two torchao handlers, or two FP8
+handlers of two backends).
+
+configure and the patch are the compact ones of :mod:`_patch_kit` with that one defect; the other three functions
+are fp8ref's."""
+
+from __future__ import annotations
+
+from _patch_kit import PatchDefect, make_patch
+from _patch_kit import configure_fp8_environment as _environment_only
+
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
+
+configure_fp8_environment = _environment_only  # after the star import, which brings fp8ref's
+patch_accelerator_for_fp8 = make_patch(PatchDefect(tuples="blind"))

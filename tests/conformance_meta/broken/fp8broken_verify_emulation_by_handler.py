@@ -1,0 +1,13 @@
+"""Broken on purpose (breaks C12c): verify judges emulation by the accelerator's torchao handler
+(``ao_recipe_handler.config.emulate``) instead of the layers in effect, so emulating layers that the user
+converted with torchao before ``prepare`` pass as FP8 in effect.
+
+verify is the compact one of :mod:`_verify_kit` with that one defect; the other four functions are fp8ref's."""
+
+from __future__ import annotations
+
+from _verify_kit import VerifyDefect, make_verify
+
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
+
+verify_fp8_status = make_verify(VerifyDefect(emulation="handler"))

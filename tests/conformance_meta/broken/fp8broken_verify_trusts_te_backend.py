@@ -1,0 +1,13 @@
+"""Broken on purpose (breaks C12a, C12d): verify takes the Transformer Engine backend on the accelerator for FP8 in
+effect and never looks at the layers, so a TE run whose model holds no TE layer trains in bf16 after a quiet
+verify (C12a, and C12d's follow-up).
+
+verify is the compact one of :mod:`_verify_kit` with that one defect; the other four functions are fp8ref's."""
+
+from __future__ import annotations
+
+from _verify_kit import VerifyDefect, make_verify
+
+from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
+
+verify_fp8_status = make_verify(VerifyDefect(trust_te_backend=True))
