@@ -71,34 +71,19 @@ def _variables_for(settings: FP8Settings) -> dict[str, str]:
     return variables
 
 
-def configure_fp8_environment(training_args: Any) -> dict[str, str]:
-    """Set the environment that accelerate reads for the FP8 request of ``training_args``, and patch accelerate so
-    that every ``Accelerator`` built from now on runs FP8 with fp8ref's recipe and module filter.
+def set_fp8_environment(training_args: Any) -> tuple[dict[str, str], bool]:
+    """The environment part of :func:`configure_fp8_environment`, without touching accelerate: what the original
+    helpers did. Returns the variables whose value changed and whether the backend named is importable here
+    (``auto`` resolves to an importable one or raises). Validates before writing anything; idempotent; nothing
+    when FP8 is off.
 
-    Returns the variables whose value changed (name to new value). Does nothing when FP8 is off. Validation
-    happens before any variable is written, so an invalid request leaves ``os.environ`` (and accelerate) as it
-    was: an unknown backend, or the FSDP float8 all-gather with a DeepSpeed config in the arguments
-    (:class:`FP8ConfigError`, see :mod:`fp8ref.deepspeed_check`). Idempotent.
-
-    The environment alone is not enough for a trainer whose ``TrainingArguments`` were built before this call
-    (LLaMA-Factory's trainers call it inside ``Trainer.__init__``): ``TrainingArguments`` read
-    ``ACCELERATE_MIXED_PRECISION`` when they are built, and the HF ``Trainer`` passes that value
-    (``mixed_precision="no"``, or ``"bf16"``) to its ``Accelerator`` explicitly, which accelerate prefers over the
-    variable. So this also calls :func:`~fp8ref.patch.patch_accelerator_for_fp8` with ``training_args``: the
-    ``Accelerator`` the Trainer builds next is FP8 whatever ``mixed_precision`` it is given, a second
-    ``patch_accelerator_for_fp8()`` changes nothing, and an ``Accelerator`` that is not in FP8 (one built before
-    this call) still prepares models in high precision instead of failing in accelerate (contract clause C8g).
-    The arguments object is not modified. When the backend is not usable here (not importable, or accelerate
-    cannot build its recipe handler), only the C8g fix is installed, and a warning says that ``Accelerator()``
-    will fail: this function itself raises only for invalid arguments. :func:`~fp8ref.patch.unpatch_accelerator_for_fp8`
-    undoes the patch; :func:`fp8_environment` undoes both.
+    The environment alone does not turn FP8 on for an ``Accelerator`` whose caller passes ``mixed_precision`` (the
+    HF ``Trainer`` does, from ``TrainingArguments`` built before this call): use :func:`configure_fp8_environment`.
     """
-    from fp8ref.patch import guard_accelerator_outside_fp8, patch_accelerator_for_fp8
-
     settings = FP8Settings.from_training_args(training_args)
     variables = _variables_for(settings)
     if not variables:
-        return {}
+        return {}, False
     check_deepspeed_compatible(
         settings.enable_fsdp_float8_all_gather,
         deepspeed=deepspeed_requested(training_args, environ={}),
@@ -121,11 +106,41 @@ def configure_fp8_environment(training_args: Any) -> dict[str, str]:
     os.environ.update(variables)
     for name, value in changed.items():
         logger.info("set %s=%s", name, value)
+    return changed, usable
+
+
+def configure_fp8_environment(training_args: Any) -> dict[str, str]:
+    """Set the environment that accelerate reads for the FP8 request of ``training_args``, and patch accelerate so
+    that every ``Accelerator`` built from now on runs FP8 with fp8ref's recipe and module filter.
+
+    Returns the variables whose value changed (name to new value). Does nothing when FP8 is off. Validation
+    happens before any variable is written, so an invalid request leaves ``os.environ`` (and accelerate) as it
+    was: an unknown backend, or the FSDP float8 all-gather with a DeepSpeed config in the arguments
+    (:class:`FP8ConfigError`, see :mod:`fp8ref.deepspeed_check`). Idempotent.
+
+    The environment alone (:func:`set_fp8_environment`) is not enough for a trainer whose ``TrainingArguments``
+    were built before this call (LLaMA-Factory's trainers call it inside ``Trainer.__init__``):
+    ``TrainingArguments`` read ``ACCELERATE_MIXED_PRECISION`` when they are built, and the HF ``Trainer`` passes
+    that value (``mixed_precision="no"``, or ``"bf16"``) to its ``Accelerator`` explicitly, which accelerate prefers
+    over the variable. So this also calls :func:`~fp8ref.patch.patch_accelerator_for_fp8` with ``training_args``:
+    the ``Accelerator`` the Trainer builds next is FP8 whatever ``mixed_precision`` it is given, a second
+    ``patch_accelerator_for_fp8()`` changes nothing, and an ``Accelerator`` that is not in FP8 (one built before
+    this call) still prepares models in high precision instead of failing in accelerate (contract clause C8g).
+    The arguments object is not modified. When the backend is not usable here (not importable, or accelerate
+    cannot build its recipe handler), only the C8g fix is installed, and a warning says that ``Accelerator()``
+    will fail: this function itself raises only for invalid arguments. :func:`~fp8ref.patch.unpatch_accelerator_for_fp8`
+    undoes the patch; :func:`fp8_environment` undoes both.
+    """
+    from fp8ref.patch import guard_accelerator_outside_fp8, patch_accelerator_for_fp8
+
+    if not FP8Settings.from_training_args(training_args).enabled:
+        return {}
+    changed, usable = set_fp8_environment(training_args)
     if usable:
         try:
             patch_accelerator_for_fp8(training_args)
         except FP8BackendUnavailableError as exc:  # importable, but accelerate cannot build its recipe handler
-            logger.warning("%s=%s is set, but %s Accelerator() will fail.", BACKEND_VAR, variables[BACKEND_VAR], exc)
+            logger.warning("%s=%s is set, but %s Accelerator() will fail.", BACKEND_VAR, os.environ[BACKEND_VAR], exc)
             usable = False
     if not usable:
         guard_accelerator_outside_fp8()

@@ -170,6 +170,14 @@ def _read_config(arguments: Sequence[str]) -> dict[str, Any] | None:
         config = parser.read_args()
     except _config_errors() as exc:
         raise DropInError(f"config file {arguments[0]} cannot be read: {type(exc).__name__}: {exc}") from exc
+    except AttributeError as exc:
+        if not arguments[0].endswith(".json"):
+            raise
+        # LLaMA-Factory 0.9.5's read_args calls json.load(Path(...)): every .json config fails this way.
+        raise DropInError(
+            f"llamafactory {llamafactory_version()} cannot read a .json config ({arguments[0]}: {exc}): "
+            "write it as YAML (.yaml)"
+        ) from exc
     finally:
         sys.argv = saved
     if not isinstance(config, dict):

@@ -217,3 +217,14 @@ def test_c14b_llamafactorys_order_through_the_trainer_with_bf16(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "torch.compile" not in r.getMessage()]
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 2 and all(np.isfinite(losses)), losses
+
+
+def test_set_fp8_environment_is_the_environment_alone() -> None:
+    """The original helpers' behaviour, for code that wants it: the variables, no patch."""
+    from fp8ref.environment import set_fp8_environment
+
+    before = _accelerate_as_it_is()
+    changed, usable = set_fp8_environment(make_args())
+    assert usable and changed["ACCELERATE_FP8_BACKEND"] == "AO" and os.environ["ACCELERATE_MIXED_PRECISION"] == "fp8"
+    assert _accelerate_as_it_is() == before
+    assert not Accelerator(mixed_precision="no").fp8_enabled  # the Trainer's case: the environment is not enough

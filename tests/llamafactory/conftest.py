@@ -14,3 +14,7 @@ if importlib.util.find_spec("llamafactory") is None:
         "tests/llamafactory needs LLaMA-Factory 0.9.5 and its pins, which the main environment does not have: "
         "run them with `tox -e llamafactory`"
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "runs(*names): the LLaMA-Factory runs (test_real_client.RUNS) a test judges")

@@ -80,6 +80,11 @@ def main() -> int:
                 result["changed"] = sorted(n for n, p in before.items() if n in after and not torch.equal(p, after[n]))
                 result["losses"] = [entry["loss"] for entry in state.log_history if "loss" in entry]
 
+        if config.get("fp8_backend") == "te":
+            # Real Transformer Engine imports its `fp8` submodule in `transformer_engine.pytorch`; accelerate 1.11 reads
+            # it as an attribute (`te.fp8.check_mxfp8_support()` in apply_fp8_autowrap), the suite's stand-in has the
+            # file but does not import it: imported here until the stand-in does.
+            importlib.import_module("transformer_engine.pytorch.fp8")
         from llamafactory.train.tuner import run_exp
 
         run_exp(config, callbacks=[Recorder()])
