@@ -23,10 +23,11 @@ def fp8_accelerator(impl: types.ModuleType, args: Any, **kwargs: Any) -> Any:
     )
 
 
-def reference_fp8_accelerator(all_gather: bool = False) -> Any:
+def reference_fp8_accelerator(all_gather: bool = False, **kwargs: Any) -> Any:
     """An FP8 ``Accelerator`` built by the suite itself, without the implementation: torchao, rowwise (or
-    tensorwise with the all-gather), the C9 filter. For clauses that judge one function only (C12 judges
-    ``verify_fp8_status``), so that they need no other function of the module."""
+    tensorwise with the all-gather), the C9 filter; ``kwargs`` go to ``Accelerator`` (a dynamo plugin, C12e). For
+    clauses that judge one function only (C12 judges ``verify_fp8_status``), so that they need no other function
+    of the module."""
     import accelerate
     from accelerate.utils import AORecipeKwargs
     from torchao.float8 import Float8LinearConfig
@@ -38,7 +39,7 @@ def reference_fp8_accelerator(all_gather: bool = False) -> Any:
     else:
         config = Float8LinearConfig.from_recipe_name("rowwise")
     handler = AORecipeKwargs(config=config, module_filter_func=contract_accepts)
-    return accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=[handler])
+    return accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=[handler], **kwargs)
 
 
 def ao_handler_of(acc: Any) -> Any:
