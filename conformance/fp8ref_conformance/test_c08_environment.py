@@ -1,4 +1,5 @@
-"""C8 environment contract of ``configure_fp8_environment``."""
+"""C8 environment contract of ``configure_fp8_environment``: the variables it sets (a-c), what it leaves alone
+(d), idempotence (e), an ``Accelerator()`` built afterwards (f), and one that is not in FP8 (g)."""
 
 from __future__ import annotations
 
@@ -188,3 +189,37 @@ def test_c8f_accelerator_after_configure_uses_te(impl: types.ModuleType, standin
         enabled, resolved = _accelerator_after_configure(impl, make_args(fp8=True, backend="te"))
     assert enabled, "Accelerator() created after configure_fp8_environment has fp8_enabled False"
     assert resolved == "TE", f"Accelerator().fp8_backend is {resolved}, expected TE"
+
+
+# --------------------------------------------------------------------------- g
+
+
+@pytest.mark.parametrize("backend", ["torchao", "te"])
+def test_c8g_accelerator_not_in_fp8_still_prepares_a_model(
+    impl: types.ModuleType, standin_te_dir: Path, backend: str
+) -> None:
+    """After ``configure_fp8_environment(a)``, ``Accelerator(mixed_precision="no")`` (what the HF Trainer builds from
+    arguments made before the call) prepares a model and its optimizer without error. accelerate 1.15 reads
+    ``ACCELERATE_FP8_BACKEND`` even without an FP8 handler, and ``prepare`` then fails in ``_prepare_ao``
+    (``'NoneType' object has no attribute 'config'``). Whether the implementation turns that Accelerator to FP8 or
+    leaves it in high precision is its choice; the model and optimizer go together, as Transformer Engine needs.
+    For ``te`` the stand-in TE is on the path (high precision; never a G clause)."""
+    import accelerate
+    import torch
+
+    from .kit.models import mixed_model
+
+    with _maybe_standin(backend, standin_te_dir), env_snapshot(drop_prefixes=fp8_env_prefixes()):
+        impl.configure_fp8_environment(make_args(fp8=True, backend=backend))
+        acc = accelerate.Accelerator(mixed_precision="no")
+        model = mixed_model()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        try:
+            acc.prepare(model, optimizer)
+        except Exception as exc:  # the clause's failure, reported with what was going on
+            pytest.fail(
+                f"after configure_fp8_environment({backend}), Accelerator(mixed_precision='no').prepare(model, "
+                f"optimizer) raised {type(exc).__name__}: {exc} (fp8_enabled={acc.fp8_enabled}, "
+                f"fp8_backend={getattr(acc.fp8_backend, 'value', acc.fp8_backend)})",
+                pytrace=False,
+            )

@@ -1,6 +1,6 @@
 """C12 ``verify_fp8_status``, on the CPU with torchao: it is loud when FP8 is not in effect (a), quiet when FP8
-layers are (b), loud when the FP8 layers emulate float8 (c), and right where trainers call it, before any model is
-prepared (d).
+layers are (b), loud when the FP8 layers emulate float8 (c), right where trainers call it, before any model is
+prepared (d), and says when torchao's float8 layers run eagerly, where they do not pay (e).
 
 C12d: LLaMA-Factory's trainers call verify at the end of ``Trainer.__init__``; the model is prepared later, in
 ``train()``. With ``acc.fp8_enabled`` false verify warns (or raises) at once, since FP8 cannot come into effect;
@@ -10,6 +10,12 @@ model it warns if no FP8 layer is in effect (a, c) and stays quiet if FP8 layers
 "Warns" means a WARNING+ record or a deliberate FP8 error (see :mod:`.kit.verify_outcome`); a check that fires at
 the follow-up may do so from inside ``prepare``, so the tests observe ``prepare`` (and ``Trainer.train``) for it,
 and count there only the implementation's own records, whatever they say (another library's warning never decides).
+
+C12e: with torchao float8 layers in effect and none of them inside a compiled module, verify logs one WARNING that
+names ``torch.compile``, and never raises for it; a ``torch.compile`` wrapper of the prepared model or of an
+enclosing module, a module compiled in place (``nn.Module.compile()``), and an accelerator whose dynamo plugin
+compiles at ``prepare`` (the HF Trainer's ``torch_compile=True``) each make the layers compiled; Transformer Engine
+layers never get the notice. No compiled model is ever called here: a wrapper compiles nothing until it runs.
 C12 judges verify alone: where a test needs an FP8 setup that is not the clause's business, the suite builds it.
 FP8 layers are torchao ``Float8Linear`` and Transformer Engine modules: the TE cases use the suite's stand-in TE
 (high-precision ``te.Linear``, converted by accelerate's own TE conversion), which tells verify's layer check
@@ -20,7 +26,9 @@ transformers are used.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,7 +52,16 @@ from .kit.models import MIXED_MODEL_ELIGIBLE, ineligible_model, mixed_model, mlp
 from .kit.standin_te import standin_te
 from .kit.trainer import FixedBatch
 from .kit.trainer import make_args as make_training_args
-from .kit.verify_outcome import Outcome, assert_loud, assert_quiet, call_verify, observe
+from .kit.verify_outcome import (
+    COMPILE_NOTICE_TEXT,
+    Outcome,
+    assert_loud,
+    assert_quiet,
+    call_verify,
+    is_compile_notice,
+    is_library_record,
+    observe,
+)
 
 RECIPES = {"rowwise": False, "tensorwise": True}  # value: the all-gather flag that selects the recipe
 
@@ -82,10 +99,14 @@ _EFFECTIVE: dict[str, Callable[[], nn.Module]] = {"mixed": mixed_model, "llama":
 @pytest.mark.parametrize("model", sorted(_EFFECTIVE))
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_c12b_quiet_when_fp8_layers_are_in_effect(impl: types.ModuleType, model: str, recipe: str) -> None:
+    """Judged on a compiled model (a lazy ``torch.compile`` wrapper, prepared: nothing is compiled until it runs, and
+    it never runs here), so that not even the C12e notice is due: nothing at all may be logged at WARNING+."""
+    import torch
+
     args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
     acc = reference_fp8_accelerator(RECIPES[recipe])  # C12 judges verify alone: the suite builds the FP8 setup
-    acc.prepare(_EFFECTIVE[model]())
-    assert_quiet(call_verify(impl, acc, args), "FP8 layers are in effect")
+    acc.prepare(torch.compile(_EFFECTIVE[model]()))
+    assert_quiet(call_verify(impl, acc, args), "FP8 layers are in effect", compiled=True)
 
 
 # --------------------------------------------------------------------------- a, b with Transformer Engine layers
@@ -407,3 +428,187 @@ def test_c12d_trainer_warns_in_train_when_the_model_holds_no_fp8_layer(odd_run: 
         "verify was called after Trainer.__init__ and train() prepared a model that holds no FP8 layer",
         records=Outcome.own_warnings,
     )
+
+
+# --------------------------------------------------------------------------- e, does it pay: torch.compile
+
+
+def _assert_one_notice(outcome: Outcome, situation: str) -> None:
+    """C12e where torchao float8 layers are in effect and run eagerly: one WARNING+ record of the implementation
+    that names ``torch.compile``, nothing else of its own, and no exception."""
+    assert outcome.error is None, (
+        f"verify_fp8_status raised although {situation}: the C12e notice is a warning, never an error "
+        f"({outcome.explain_error()})"
+    )
+    notices = outcome.compile_notices()
+    assert len(notices) == 1, (
+        f"verify_fp8_status logged {len(notices)} WARNING+ messages naming torch.compile although {situation} "
+        f"(C12e: one, saying how to turn torch.compile on); WARNING+ records: {outcome.described}"
+    )
+    others = [
+        r for r in outcome.logs.at_least(logging.WARNING) if not is_compile_notice(r) and not is_library_record(r)
+    ]
+    assert not others, (
+        f"verify_fp8_status warned about more than torch.compile although {situation}: {outcome.described}"
+    )
+
+
+def _assert_no_notice(outcome: Outcome, situation: str) -> None:
+    """C12e where the float8 layers run compiled (or are TE layers): no message naming ``torch.compile``."""
+    notices = outcome.compile_notices()
+    raised = outcome.error is not None and COMPILE_NOTICE_TEXT in str(outcome.error)
+    assert not notices and not raised, (
+        f"verify_fp8_status said torch.compile is off although {situation}: {outcome.described}; "
+        f"exception: {outcome.explain_error()}"
+    )
+
+
+def test_c12e_eager_float8_layers_get_one_compile_notice(impl: types.ModuleType) -> None:
+    args = make_args(fp8=True, backend="torchao")
+    acc = reference_fp8_accelerator()
+    acc.prepare(mixed_model())
+    _assert_one_notice(call_verify(impl, acc, args), "torchao float8 layers are in effect and none runs compiled")
+
+
+def _block_compiled_in_place() -> nn.Module:
+    inner = mixed_model()
+    inner.compile()
+    return nn.Sequential(OrderedDict(body=inner, head=nn.Linear(64, 64)))
+
+
+#: Each form of compilation C12e names: (Accelerator keyword arguments, the model handed to ``prepare``).
+_COMPILED: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], nn.Module]]] = {
+    "wrapper-of-the-model": (dict, lambda: _compile(mixed_model())),
+    "wrapper-of-an-enclosing-module": (dict, lambda: nn.Sequential(OrderedDict(body=_compile(mixed_model())))),
+    "compiled-in-place": (dict, lambda: _compile_in_place(mixed_model())),
+    "block-compiled-in-place": (dict, _block_compiled_in_place),
+    "dynamo-plugin": (lambda: {"dynamo_backend": "inductor"}, mixed_model),
+    "regional-dynamo-plugin": (lambda: {"dynamo_plugin": _regional_plugin()}, lambda: tiny_llama(layers=2)),
+}
+
+
+def _compile(model: nn.Module) -> nn.Module:
+    import torch
+
+    compiled = torch.compile(model)  # lazy: nothing compiles until it runs, and it never runs here
+    assert isinstance(compiled, nn.Module)
+    return compiled
+
+
+def _compile_in_place(model: nn.Module) -> nn.Module:
+    model.compile()
+    return model
+
+
+def _regional_plugin() -> Any:
+    from accelerate.utils import TorchDynamoPlugin
+
+    return TorchDynamoPlugin(backend="inductor", use_regional_compilation=True)
+
+
+@pytest.mark.parametrize("form", list(_COMPILED))
+def test_c12e_compiled_float8_layers_get_no_notice(impl: types.ModuleType, form: str) -> None:
+    accelerator_kwargs, make_model = _COMPILED[form]
+    args = make_args(fp8=True, backend="torchao")
+    acc = reference_fp8_accelerator(**accelerator_kwargs())
+    acc.prepare(make_model())
+    outcome = call_verify(impl, acc, args)
+    _assert_no_notice(outcome, f"the float8 layers run compiled ({form})")
+    assert_quiet(outcome, f"FP8 layers are in effect and run compiled ({form})", compiled=True)
+
+
+_DEFERRED: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], nn.Module]]] = {
+    "eager": (dict, mixed_model),
+    "wrapper-of-the-model": _COMPILED["wrapper-of-the-model"],
+    "dynamo-plugin": _COMPILED["dynamo-plugin"],
+}
+
+
+@pytest.mark.parametrize("form", list(_DEFERRED))
+def test_c12e_deferred_check_judges_compilation_after_the_next_prepare(impl: types.ModuleType, form: str) -> None:
+    """verify before prepare (C12d), then ``prepare``: the notice comes with the follow-up if and only if the
+    float8 layers run eagerly, and never before prepare, when the model may still be compiled."""
+    accelerator_kwargs, make_model = _DEFERRED[form]
+    args = make_args(fp8=True, backend="torchao")
+    acc = reference_fp8_accelerator(**accelerator_kwargs())
+    before, after = _verify_then_prepare(impl, acc, args, make_model())
+    _assert_no_notice(before, "no model was prepared yet (it may still be compiled)")
+    if form == "eager":
+        assert after.error is None, f"prepare raised after verify: {after.explain_error()}"
+        assert len(after.compile_notices()) == 1, (
+            "verify was called before prepare and prepare then left torchao float8 layers that run eagerly, but "
+            f"the follow-up did not log one WARNING naming torch.compile (C12e); WARNING+ records: {after.described}"
+        )
+    else:
+        _assert_no_notice(after, f"prepare compiled the float8 layers ({form})")
+        assert_quiet(after, f"FP8 layers are in effect and run compiled ({form})", records=Outcome.fp8_warnings)
+
+
+class _StopBeforeTheFirstStep(Exception):
+    """Raised by a callback once the Trainer has prepared its model: no compiled model is ever called here."""
+
+
+def _trainer_prepared(impl: types.ModuleType, output_dir: Path) -> tuple[Outcome, Outcome, Any]:
+    """configure, patch, ``Trainer(torch_compile=True)``, verify at the end of ``__init__``, then ``train()`` up to
+    the point where it has prepared the model (stopped in ``on_train_begin``, before any forward)."""
+    from transformers import Trainer, TrainerCallback
+
+    class StopAtTrainBegin(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            raise _StopBeforeTheFirstStep
+
+    reset_accelerate_state()
+    with env_snapshot(drop_prefixes=fp8_env_prefixes()):
+        args = make_training_args(output_dir, fp8=True, steps=MAX_STEPS, logging_strategy="no", torch_compile=True)
+        impl.configure_fp8_environment(args)
+        impl.patch_accelerator_for_fp8()
+        model = tiny_llama(layers=1)
+        trainer = Trainer(model=model, args=args, train_dataset=FixedBatch(count=8), callbacks=[StopAtTrainBegin()])
+        at_init = call_verify(impl, trainer.accelerator, args)
+        with observe() as in_train:
+            trainer.train()
+    if not isinstance(in_train.error, _StopBeforeTheFirstStep):
+        raise AssertionError(f"train() did not reach on_train_begin: {in_train.explain_error()}")
+    in_train.error = None
+    return at_init, in_train, trainer
+
+
+def test_c12e_trainer_compiling_at_prepare_gets_no_notice(impl: types.ModuleType, tmp_path: Path) -> None:
+    """The HF Trainer with ``torch_compile=True``: its accelerator compiles the model at ``prepare``."""
+    from accelerate.utils.other import is_compiled_module
+    from torchao.float8.float8_linear import Float8Linear
+
+    at_init, in_train, trainer = _trainer_prepared(impl, tmp_path)
+    assert any(isinstance(m, Float8Linear) for m in trainer.model.modules()), "precondition: no layer converted (C14)"
+    assert is_compiled_module(trainer.model_wrapped), "precondition: the Trainer's prepare did not compile the model"
+    _assert_no_notice(at_init, "the Trainer's accelerator compiles the model at prepare (torch_compile=True)")
+    _assert_no_notice(in_train, "the Trainer's prepare compiled the model (torch_compile=True)")
+    assert_quiet(in_train, "FP8 layers are in effect and run compiled", records=Outcome.fp8_warnings)
+
+
+def test_c12e_trainer_running_eagerly_gets_the_notice_after_train(eligible_run: _TrainerRun) -> None:
+    """The HF Trainer without ``torch_compile`` (LLaMA-Factory's default): the follow-up of C12d brings it."""
+    assert eligible_run.fp8_layers > 0, "precondition: train() converted no layer (see C14)"
+    _assert_no_notice(eligible_run.at_init, "no model was prepared yet at the end of Trainer.__init__")
+    assert len(eligible_run.during_train.compile_notices()) == 1, (
+        "verify was called after Trainer.__init__ and train() then ran torchao float8 layers eagerly, but no "
+        f"WARNING naming torch.compile was logged (C12e); WARNING+ records: {eligible_run.during_train.described}"
+    )
+
+
+def test_c12e_te_layers_never_get_the_notice(impl: types.ModuleType, standin_te_dir: Path) -> None:
+    """Transformer Engine brings fused kernels of its own: eager TE layers (the stand-in's) get no notice."""
+    import accelerate
+    import torch
+    from accelerate.utils import TERecipeKwargs
+
+    with standin_te(standin_te_dir):
+        import transformer_engine.pytorch as te
+
+        handler = TERecipeKwargs(fp8_format="HYBRID", amax_history_len=16, amax_compute_algo="max")
+        acc = accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=[handler])
+        model = nn.Sequential(OrderedDict(fc1=nn.Linear(64, 128), act=nn.GELU(), fc2=nn.Linear(128, 64)))
+        prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
+        assert any(isinstance(m, te.Linear) for m in acc.unwrap_model(prepared).modules()), "precondition: no TE layer"
+        outcome = call_verify(impl, acc, make_args(fp8=True, backend="te"))
+    _assert_no_notice(outcome, "the FP8 layers are Transformer Engine layers (eager)")

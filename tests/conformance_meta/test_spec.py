@@ -16,9 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 #: Every clause of the contract, with its sub-letters.
 CONTRACT_CLAUSES = (
     [f"C{n}" for n in range(1, 18)]
-    + ["C5e", *(f"C8{x}" for x in "abcdef"), *(f"C9{x}" for x in "abcdef"), *(f"C12{x}" for x in "abcd")]
-    + [*(f"C13{x}" for x in "abcde"), *(f"C16{x}" for x in "abc"), *(f"C17{x}" for x in "abc")]
-    + [f"G{n}" for n in range(1, 5)]
+    + ["C5e", *(f"C8{x}" for x in "abcdefg"), *(f"C9{x}" for x in "abcdef"), *(f"C12{x}" for x in "abcde")]
+    + [*(f"C13{x}" for x in "abcde"), "C14b", *(f"C16{x}" for x in "abcd"), *(f"C17{x}" for x in "abc")]
+    + [f"G{n}" for n in range(1, 6)]
 )
 
 

@@ -7,24 +7,32 @@ that its store binds a port the system picks) or under ``torch.distributed.run``
 process-wide state (its accelerator, ``deepspeed.comm``, the torch process group, ``HfDeepSpeedConfig``) that
 nothing resets: it ends with the process.
 
-Usage: ``python -m fp8ref_conformance.children.deepspeed_trainer --impl MODULE --out FILE [--stages 2,3]
-[--runs all_gather,reference,fp8] [--steps N]``. For each stage, each run starts from a clean slate
-(:mod:`..kit.isolation`: ``os.environ``, ``sys.path``, the ``Accelerator`` class, accelerate's namespaces and
-state put back as they were at the start):
+Usage: ``python -m fp8ref_conformance.children.deepspeed_trainer --impl MODULE --out FILE --plan PLAN [--steps N]
+[--standin-te DIR] [--cuda]``. ``PLAN`` is ``STAGE-FORM:RUN,RUN;...``: for each ZeRO stage the DeepSpeed config goes
+to ``TrainingArguments(deepspeed=...)`` as a dict (``dict``) or as the path of a JSON file (``path``, as LLaMA-Factory
+passes it), and the runs listed happen in order, each from a clean slate (:mod:`..kit.isolation`: ``os.environ``,
+``sys.path``, the ``Accelerator`` class, accelerate's and transformers' namespaces and state put back as they were at
+the start):
 
-- ``reference``: the run without FP8 (``fp8`` false, no environment, no patch);
-- ``fp8``: ``configure_fp8_environment(args)``, ``patch_accelerator_for_fp8()``, ``Trainer``, ``train()``,
-  ``verify_fp8_status``; records losses, module classes and verify warnings;
-- ``all_gather``: the FP8 run with ``fp8_enable_fsdp_float8_all_gather=True``; records where an error was
-  raised (configure, patch, ``Trainer()``, ``train()``), its class and message, and how many training steps
-  had run by then.
+- ``reference``: the run without FP8 (``fp8`` false, no environment, no patch), ``--steps`` steps;
+- ``fp8``: torchao, ``configure_fp8_environment(args)``, ``patch_accelerator_for_fp8()``, ``Trainer``, verify at the
+  end of ``__init__``, ``train()`` (its records kept), verify again; ``--steps`` steps;
+- ``no_eligible``: the same with a Llama none of whose layers is divisible by 16 (no FP8 layer can be in effect);
+- ``te``: Transformer Engine (the stand-in from ``--standin-te`` on the CPU, the real one with ``--cuda``): the TE
+  recipe in effect at every TE layer forward is recorded; ``--steps`` steps on CUDA, 2 on the CPU;
+- ``all_gather``: the FP8 run with ``fp8_enable_fsdp_float8_all_gather=True``; records where an error was raised
+  (configure, ``create_fp8_kwargs`` when the module has it, patch, ``Trainer()``, ``train()``), its class and
+  message, and how many training steps had run by then.
 
-Rank 0 writes ``FILE`` (other ranks ``FILE.rank<R>``) as JSON, also when something fails (with ``"error"``).
+A run that needs a contract function the module lacks (:data:`RUN_NEEDS`) is recorded as ``{"missing": [...]}``
+without running; the tests report those as ``missing`` themselves. Rank 0 writes ``FILE`` (other ranks
+``FILE.rank<R>``) as JSON, also when something fails (with ``"error"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -32,12 +40,26 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..kit import trainer as kit
 from ..kit.isolation import snapshot
 from ..kit.models import tiny_llama
+
+#: The contract functions each run calls (``create_fp8_kwargs`` is called by ``all_gather`` where it exists).
+RUN_NEEDS = {
+    "reference": (),
+    "fp8": ("configure_fp8_environment", "patch_accelerator_for_fp8"),
+    "no_eligible": ("configure_fp8_environment", "patch_accelerator_for_fp8", "verify_fp8_status"),
+    "te": ("configure_fp8_environment", "patch_accelerator_for_fp8"),
+    "all_gather": ("configure_fp8_environment", "patch_accelerator_for_fp8"),
+}
+#: Steps of the runs that look at layers and recipes only.
+SHORT_STEPS = 2
+#: Hidden and intermediate sizes of a Llama with no layer divisible by 16 (its lm_head, 40x128, is a head).
+NO_ELIGIBLE_SIZES = (40, 72)
 
 
 def deepspeed_config(stage: int) -> dict[str, Any]:
@@ -51,17 +73,52 @@ def deepspeed_config(stage: int) -> dict[str, Any]:
     }
 
 
-def train_run(impl: Any, stage: int, steps: int, work: Path, *, fp8: bool, backend: str, cuda: bool) -> dict[str, Any]:
-    """One ``Trainer`` run under ZeRO ``stage``: with FP8 (the implementation's environment and patch) or
-    the same run without FP8."""
-    label = "fp8" if fp8 else "reference"
+def config_as(stage: int, form: str, work: Path) -> Any:
+    """The ZeRO config of ``stage`` as ``TrainingArguments(deepspeed=...)`` gets it: a dict, or a JSON file's path."""
     config = deepspeed_config(stage)
-    args = kit.make_args(work / f"{label}{stage}", fp8=fp8, steps=steps, backend=backend, cuda=cuda, deepspeed=config)
-    record = kit.run_trainer(impl if fp8 else None, args, tiny_llama())
+    if form == "dict":
+        return config
+    path = work / f"ds_zero{stage}.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def parse_plan(plan: str) -> list[tuple[int, str, list[str]]]:
+    """``"2-dict:fp8,te;3-path:fp8"`` -> ``[(2, "dict", ["fp8", "te"]), (3, "path", ["fp8"])]``."""
+    groups = []
+    for group in filter(None, plan.split(";")):
+        key, _, runs = group.partition(":")
+        stage, _, form = key.partition("-")
+        if form not in ("dict", "path") or not runs:
+            raise ValueError(f"bad plan group {group!r}: expected STAGE-dict:RUNS or STAGE-path:RUNS")
+        groups.append((int(stage), form, runs.split(",")))
+    return groups
+
+
+def train_run(impl: Any, name: str, config: Any, work: Path, options: argparse.Namespace) -> dict[str, Any]:
+    """One ``Trainer`` run (``reference``, ``fp8``, ``no_eligible`` or ``te``) under the ZeRO ``config``."""
+    fp8 = name != "reference"
+    backend = "te" if name == "te" else "torchao"
+    steps = options.steps if name in ("reference", "fp8") or (name == "te" and options.cuda) else SHORT_STEPS
+    args = kit.make_args(work / name, fp8=fp8, steps=steps, backend=backend, cuda=options.cuda, deepspeed=config)
+    hidden, intermediate = NO_ELIGIBLE_SIZES
+    model = tiny_llama(hidden=hidden, intermediate=intermediate) if name == "no_eligible" else tiny_llama()
+    with contextlib.ExitStack() as stack:
+        if name == "te" and options.standin_te is not None:
+            from ..kit.standin_te import standin_te
+
+            stack.enter_context(standin_te(options.standin_te))
+        record = kit.run_trainer(
+            impl if fp8 else None,
+            args,
+            model,
+            verify_at_init=name in ("fp8", "no_eligible"),
+            record_te_recipes=name == "te",
+        )
     return {**record.to_dict(), "distributed_type": str(args.distributed_state.distributed_type)}
 
 
-def all_gather_run(impl: Any, stage: int, work: Path) -> dict[str, Any]:
+def all_gather_run(impl: Any, config: Any, work: Path) -> dict[str, Any]:
     """The FP8 run with ``fp8_enable_fsdp_float8_all_gather=True``: where does it fail, and how?"""
     from transformers import Trainer, TrainerCallback
 
@@ -71,15 +128,29 @@ def all_gather_run(impl: Any, stage: int, work: Path) -> dict[str, Any]:
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             steps_done.append(state.global_step)
 
-    config = deepspeed_config(stage)
-    args = kit.make_args(work / f"all_gather{stage}", fp8=True, steps=2, all_gather=True, deepspeed=config)
+    args = kit.make_args(work / "all_gather", fp8=True, steps=2, all_gather=True, deepspeed=config)
+    record = refusal(
+        impl,
+        args,
+        lambda: Trainer(model=tiny_llama(), args=args, train_dataset=kit.FixedBatch(), callbacks=[CountSteps()]),
+    )
+    return {**record, "steps_before_error": len(steps_done)}
+
+
+def refusal(impl: Any, args: Any, build_trainer: Callable[[], Any]) -> dict[str, Any]:
+    """Each place C16c lets the error come from, in the order a training script reaches them: configure,
+    ``create_fp8_kwargs`` with the run's own arguments (where the module has it), the patch, ``Trainer()`` (its
+    ``Accelerator()``), ``train()`` (``prepare``, then the steps); where an exception came from, and what it said."""
     phase = "configure_fp8_environment"
     try:
         impl.configure_fp8_environment(args)
+        if callable(getattr(impl, "create_fp8_kwargs", None)):
+            phase = "create_fp8_kwargs"
+            impl.create_fp8_kwargs(args)
         phase = "patch_accelerator_for_fp8"
         impl.patch_accelerator_for_fp8()
         phase = "Trainer()"
-        trainer = Trainer(model=tiny_llama(), args=args, train_dataset=kit.FixedBatch(), callbacks=[CountSteps()])
+        trainer = build_trainer()
         phase = "train()"
         trainer.train()
     except Exception as exc:  # the clause is about this error: recorded for the test to judge
@@ -89,34 +160,42 @@ def all_gather_run(impl: Any, stage: int, work: Path) -> dict[str, Any]:
             "type": type(exc).__name__,
             "is_value_error": isinstance(exc, ValueError),
             "message": str(exc),
-            "steps_before_error": len(steps_done),
             "traceback": traceback.format_exc()[-3000:],
         }
-    return {"raised": False, "phase": "finished", "steps_before_error": len(steps_done)}
+    return {"raised": False, "phase": "finished"}
+
+
+def one_run(impl: Any, name: str, config: Any, work: Path, options: argparse.Namespace) -> dict[str, Any]:
+    if name not in RUN_NEEDS:
+        raise ValueError(f"unknown run {name!r} (known: {', '.join(RUN_NEEDS)})")
+    missing = [f for f in RUN_NEEDS[name] if not callable(getattr(impl, f, None))]
+    if missing:
+        return {"missing": missing}
+    if name == "all_gather":
+        return all_gather_run(impl, config, work)
+    return train_run(impl, name, config, work, options)
 
 
 def run(options: argparse.Namespace) -> dict[str, Any]:
     impl = importlib.import_module(options.impl)
+    importlib.import_module("transformers.trainer")  # before the snapshot, so that it covers transformers too
     slate = snapshot()
     result: dict[str, Any] = {"impl": options.impl, "stages": {}}
     with tempfile.TemporaryDirectory(prefix="c16-") as tmp:
-        for stage in (int(s) for s in options.stages.split(",")):
+        for stage, form, names in parse_plan(options.plan):
+            work = Path(tmp) / f"{stage}-{form}"
+            work.mkdir()
+            config = config_as(stage, form, work)
             runs: dict[str, Any] = {}
-            for name in options.runs.split(","):
+            for name in names:
                 slate.restore()
                 started = time.perf_counter()
                 try:
-                    if name == "all_gather":
-                        runs[name] = all_gather_run(impl, stage, Path(tmp))
-                    else:
-                        fp8 = name == "fp8"
-                        runs[name] = train_run(
-                            impl, stage, options.steps, Path(tmp), fp8=fp8, backend=options.backend, cuda=options.cuda
-                        )
+                    runs[name] = one_run(impl, name, config, work, options)
                 except Exception as exc:  # recorded per run: each test judges the run it needs
                     runs[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
                 runs[name]["seconds"] = round(time.perf_counter() - started, 2)
-            result["stages"][str(stage)] = runs
+            result["stages"][f"{stage}-{form}"] = runs
     slate.restore()
     return result
 
@@ -139,12 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--impl", required=True, help="module offering the five FP8 helper functions")
     parser.add_argument("--out", required=True, type=Path, help="JSON file for the result (rank 0)")
-    parser.add_argument("--stages", default="2,3", help="comma-separated ZeRO stages")
-    parser.add_argument(
-        "--runs", default="all_gather,reference,fp8", help="comma-separated runs per stage, each from a clean slate"
-    )
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--backend", default="torchao", help="fp8_backend of the FP8 runs")
+    parser.add_argument("--plan", required=True, help="STAGE-FORM:RUN,RUN;... (see the module docstring)")
+    parser.add_argument("--steps", type=int, default=kit.LOSS_STEPS, help="steps of the reference and fp8 runs")
+    parser.add_argument("--standin-te", type=Path, default=None, help="folder of the stand-in transformer_engine")
     parser.add_argument("--cuda", action="store_true", help="train on CUDA in bf16 (DS_ACCELERATOR=cuda)")
     options = parser.parse_args(argv)
     import torch

@@ -23,10 +23,13 @@ def fp8_accelerator(impl: types.ModuleType, args: Any, **kwargs: Any) -> Any:
     )
 
 
-def reference_fp8_accelerator(all_gather: bool = False, *, emulate: bool = False, keep_float8: bool = False) -> Any:
+def reference_fp8_accelerator(
+    all_gather: bool = False, *, emulate: bool = False, keep_float8: bool = False, **kwargs: Any
+) -> Any:
     """An FP8 ``Accelerator`` built by the suite itself, without the implementation: torchao, rowwise (or
-    tensorwise with the all-gather), the C9 filter. For clauses that judge one function only (C12 judges
-    ``verify_fp8_status``), so that they need no other function of the module.
+    tensorwise with the all-gather), the C9 filter; ``kwargs`` go to ``Accelerator`` (a dynamo plugin, C12e). For
+    clauses that judge one function only (C12 judges ``verify_fp8_status``), so that they need no other function
+    of the module.
 
     ``emulate`` gives the config ``emulate=True``; ``keep_float8`` makes the filter leave alone the layers that are
     ``Float8Linear`` already (a ``Float8Linear`` is an ``nn.Linear``: by default torchao converts it again, with
@@ -49,7 +52,7 @@ def reference_fp8_accelerator(all_gather: bool = False, *, emulate: bool = False
         return contract_accepts(module, fqn) and not (keep_float8 and isinstance(module, Float8Linear))
 
     handler = AORecipeKwargs(config=config, module_filter_func=module_filter)
-    return accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=[handler])
+    return accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=[handler], **kwargs)
 
 
 def reference_te_accelerator() -> Any:

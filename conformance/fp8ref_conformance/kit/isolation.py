@@ -1,6 +1,8 @@
 """Putting process state back: ``os.environ``, ``sys.path``, accelerate's process-wide state singletons, and the
-namespaces an implementation's patch may change (the ``Accelerator`` class, accelerate's module bindings such as
-``convert_model``).
+namespaces an implementation's patch may change: the ``Accelerator`` class, accelerate's module bindings such as
+``convert_model``, and transformers' ``Trainer`` and ``TrainingArguments`` classes and the modules that bind them
+(``transformers.trainer.Accelerator``, for one). transformers' are covered once imported (importing
+``transformers.trainer`` takes seconds, so a snapshot does not do it): the DeepSpeed child imports it first.
 
 One module for every place that needs it: the suite's conftest (around every test), the children that run
 several trainings in one process (DeepSpeed), the tests that build several Accelerators in one test (C13, C17),
@@ -28,6 +30,10 @@ PATCHABLE_MODULES = (
     "accelerate.utils.ao",
     "accelerate.utils.transformer_engine",
 )
+
+#: transformers' modules and classes a patch may change, covered when already imported.
+TRANSFORMERS_MODULES = ("transformers", "transformers.trainer", "transformers.training_args")
+TRANSFORMERS_CLASSES = (("transformers.trainer", "Trainer"), ("transformers.training_args", "TrainingArguments"))
 
 _ABSENT = object()
 
@@ -71,6 +77,7 @@ class Snapshot:
     accelerator_class: type
     accelerator_class_dict: dict[str, Any]
     modules: dict[str, tuple[types.ModuleType, dict[str, Any]]] = field(default_factory=dict)
+    classes: list[tuple[type, dict[str, Any]]] = field(default_factory=list)
 
     def restore(self) -> None:
         restore_environ(self.environ)
@@ -78,25 +85,32 @@ class Snapshot:
         self.restore_accelerate()
 
     def restore_accelerate(self) -> None:
-        """Only accelerate: its namespaces, the ``Accelerator`` class and its state singletons."""
+        """The patchable namespaces (accelerate's, and transformers' where they were imported), the ``Accelerator``
+        class and accelerate's state singletons; not ``os.environ`` or ``sys.path``."""
         for module, namespace in self.modules.values():
             _restore_namespace(module, namespace)
         _restore_namespace(self.accelerator_class, self.accelerator_class_dict)
+        for cls, namespace in self.classes:
+            _restore_namespace(cls, namespace)
         reset_accelerate_state()
 
 
 def snapshot(modules: tuple[str, ...] = PATCHABLE_MODULES) -> Snapshot:
-    """The environment, ``sys.path``, and the namespaces of ``modules`` and of ``Accelerator``, as they are now."""
+    """The environment, ``sys.path``, and the namespaces of ``modules``, of ``Accelerator`` and of transformers'
+    patchable modules and classes that are imported, as they are now."""
     import accelerate.accelerator
 
     cls = accelerate.accelerator.Accelerator
     loaded = {name: importlib.import_module(name) for name in modules}
+    loaded.update({name: sys.modules[name] for name in TRANSFORMERS_MODULES if name in sys.modules})
+    classes = [getattr(sys.modules.get(module), name, None) for module, name in TRANSFORMERS_CLASSES]
     return Snapshot(
         environ=dict(os.environ),
         sys_path=list(sys.path),
         accelerator_class=cls,
         accelerator_class_dict=dict(vars(cls)),
         modules={name: (module, dict(vars(module))) for name, module in loaded.items()},
+        classes=[(c, dict(vars(c))) for c in classes if isinstance(c, type)],
     )
 
 

@@ -19,3 +19,11 @@ def mentions_package(text: str, package: str) -> bool:
     ``No module named 'transformer_engine'`` names a module, not what to install.
     """
     return package.lower() in text.lower()
+
+
+def names_all_gather_and_deepspeed(message: str) -> bool:
+    """C16c: the message names the all-gather flag (``fp8_enable_fsdp_float8_all_gather``, the config field
+    ``enable_fsdp_float8_all_gather`` or its ``ACCELERATE_FP8_...`` variable) and DeepSpeed, in any letter case and
+    wording (``deepspeed_config``, ``DeepSpeedPlugin`` and ``ACCELERATE_USE_DEEPSPEED`` name it too)."""
+    text = message.lower()
+    return "enable_fsdp_float8_all_gather" in text and "deepspeed" in text

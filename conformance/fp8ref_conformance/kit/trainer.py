@@ -1,5 +1,6 @@
 """A tiny HF ``Trainer`` run for the Trainer clauses (C12d, C14, C16 DeepSpeed, C17 LoRA): the training
-arguments with the three FP8 attributes, the fixed batch, and one run that records what the clauses look at.
+arguments with the three FP8 attributes, the fixed batch, and one run that records what the clauses look at
+(verify's outcome at each phase, and the TE recipe in effect where TE layers run).
 
 Only the five contract functions, accelerate, torch, torchao and transformers are used (and ``peft`` for
 LoRA, by the caller). The model is :func:`.models.tiny_llama`; the batch is fixed (the dataset holds exactly
@@ -10,10 +11,8 @@ The C16 child (``children/deepspeed_trainer.py``) imports this module in its own
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,17 +119,52 @@ def parameter_values(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 @dataclasses.dataclass
 class RunRecord:
-    """What the clauses look at after one ``Trainer(...).train()``."""
+    """What the clauses look at after one ``Trainer(...).train()``. ``verify`` holds, by phase, what verify did
+    (:func:`.verify_outcome.outcome_to_dict`): ``init`` (called at the end of ``Trainer.__init__``, where
+    LLaMA-Factory calls it), ``train`` (the records of ``train()``, where a deferred check follows up) and ``after``
+    (called after ``train()``); a phase the run did not have is absent. ``te_forwards`` is the TE recipe in effect at
+    the TE layers' forwards (:class:`.te_recipes.RecipeRecorder`), when recorded."""
 
     losses: list[float]
     classes: dict[str, str]
-    verify_warnings: list[str]
     fp8_enabled: bool | None
+    verify: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     changed: list[str] = dataclasses.field(default_factory=list)
     unchanged: list[str] = dataclasses.field(default_factory=list)
+    te_forwards: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def offers(impl: Any, name: str) -> bool:
+    """Whether ``impl`` offers the contract function ``name``: the suite's view of the implementation knows what it
+    lacks (asking it for a missing one fails the test as ``missing``); a plain module (in a child) is asked."""
+    if isinstance(impl, types.ModuleType):
+        return callable(getattr(impl, name, None))
+    return name not in getattr(impl, "missing", ())
+
+
+class RecordTERecipes:
+    """A Trainer callback that attaches a :class:`.te_recipes.RecipeRecorder` to the prepared model."""
+
+    def __init__(self) -> None:
+        from .te_recipes import RecipeRecorder
+
+        self.recorder = RecipeRecorder()
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        recorder = self.recorder
+
+        class AttachAtTrainBegin(TrainerCallback):
+            def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                model = kwargs.get("model")
+                if isinstance(model, torch.nn.Module):
+                    recorder.attach(model)
+
+        return AttachAtTrainBegin()
 
 
 def run_trainer(
@@ -140,36 +174,46 @@ def run_trainer(
     *,
     track_parameters: bool = False,
     callbacks: list[Any] | None = None,
-    after_init: Callable[[Any], None] | None = None,
+    verify_at_init: bool = False,
+    record_te_recipes: bool = False,
 ) -> RunRecord:
     """Arguments first, then (for FP8, ``impl`` given) the implementation's environment and patch, then
-    ``Trainer(...).train()``, then ``verify_fp8_status`` with its log records captured.
+    ``Trainer(...)``, verify at the end of ``__init__`` when ``verify_at_init``, ``train()`` with its log records
+    captured, then ``verify_fp8_status``. Where the implementation lacks verify, the run has no verify phases (the
+    clauses that need verify say ``missing`` on their own).
 
     Without ``impl`` it is the same run without FP8 (no environment, no patch, ``args.fp8`` false).
     """
     from transformers import Trainer
 
+    from .verify_outcome import Outcome, call_verify, outcome_to_dict
+
     if impl is not None:
         impl.configure_fp8_environment(args)
         impl.patch_accelerator_for_fp8()
+    verifies = impl is not None and offers(impl, "verify_fp8_status")
     before = parameter_values(model) if track_parameters else {}
+    recipes = RecordTERecipes() if record_te_recipes else None
+    callbacks = [*(callbacks or []), *([recipes.callback()] if recipes is not None else [])]
     trainer = Trainer(model=model, args=args, train_dataset=FixedBatch(), callbacks=callbacks)
-    if after_init is not None:
-        after_init(trainer)
-    trainer.train()
+    phases: dict[str, dict[str, Any]] = {}
+    if verifies and verify_at_init:
+        phases["init"] = outcome_to_dict(call_verify(impl, trainer.accelerator, args))
+    with capture_logs() as logs:
+        trainer.train()  # an exception here is the run's failure: not captured
+    if verifies and verify_at_init:
+        phases["train"] = outcome_to_dict(Outcome(logs=logs))
     trained = trainer.model
     assert isinstance(trained, torch.nn.Module), f"Trainer.model is {type(trained).__name__}"
     losses = [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
-    warnings: list[str] = []
-    if impl is not None:
-        with capture_logs() as logs:
-            impl.verify_fp8_status(trainer.accelerator, args)
-        warnings = [f"{r.levelname} {r.name}: {r.getMessage()}" for r in logs.at_least(logging.WARNING)]
+    if verifies:
+        phases["after"] = outcome_to_dict(call_verify(impl, trainer.accelerator, args))
     record = RunRecord(
         losses=losses,
         classes=module_classes(trained),
-        verify_warnings=warnings,
         fp8_enabled=getattr(trainer.accelerator, "fp8_enabled", None),
+        verify=phases,
+        te_forwards=recipes.recorder.summary() if recipes is not None else None,
     )
     if track_parameters:
         after = parameter_values(trained)

@@ -94,25 +94,62 @@ def configure_fp8_environment(training_args: Any) -> None:
     os.environ["ACCELERATE_MIXED_PRECISION"] = "fp8"
     os.environ["ACCELERATE_FP8_BACKEND"] = "AO" if backend == "torchao" else "TE"
     os.environ["ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"] = "true" if all_gather else "false"
+    # A trainer whose arguments were built before this call passes mixed_precision="no" to its Accelerator (C14b):
+    # the environment alone cannot make that one FP8, the patch does. An Accelerator that stays out of FP8 must
+    # not read ACCELERATE_FP8_BACKEND (C8g).
+    _guard_fp8_backend()
+    try:
+        patch_accelerator_for_fp8()
+    except ImportError as exc:
+        logger.warning("FP8 backend %s is not usable here (%s): Accelerator() will fail", backend, exc)
+
+
+def _is_compiled(module: nn.Module) -> bool:
+    """A ``torch.compile`` wrapper (it holds ``_orig_mod``) or a module compiled in place."""
+    return hasattr(module, "_orig_mod") or getattr(module, "_compiled_call_impl", None) is not None
+
+
+def _compiles_at_prepare(accelerator: Any) -> bool:
+    plugin = getattr(getattr(accelerator, "state", None), "dynamo_plugin", None)
+    backend = getattr(plugin, "backend", None)
+    return backend is not None and str(getattr(backend, "value", backend)).upper() != "NO"
+
+
+def _layers(module: nn.Module, compiled: bool = False) -> Any:
+    """``(module, runs inside a compiled module)`` for ``module`` and everything below it."""
+    compiled = compiled or _is_compiled(module)
+    yield module, compiled
+    for child in module.children():
+        yield from _layers(child, compiled)
 
 
 def _layer_problem(accelerator: Any) -> str | None:
-    """Why the prepared models run no real FP8 GEMM, or None when some do and none emulates."""
-    real = emulated = 0
+    """Why the prepared models run no real FP8 GEMM, or None when some do and none emulates. When the real ones
+    are torchao's and none of them runs compiled, say so (they are then slower than bf16)."""
+    real = emulated = eager_torchao = 0
+    compiled_by_accelerator = _compiles_at_prepare(accelerator)
     for model in getattr(accelerator, "_models", []):
-        for module in model.modules():
+        for module, compiled in _layers(model, compiled_by_accelerator):
             cls = type(module)
             if cls.__name__ == "Float8Linear":
                 if getattr(module.config, "emulate", False):
                     emulated += 1
                 else:
                     real += 1
+                    eager_torchao += 0 if compiled else 1
             elif cls.__module__.startswith("transformer_engine"):
                 real += 1
     if emulated:
         return f"{emulated} layers emulate (emulate=True): high-precision matmuls, no speedup"
     if real == 0:
         return "no layer converted; training runs in bf16"
+    if eager_torchao == real:
+        logger.warning(
+            "FP8 is in effect, but its %d torchao float8 layers run eagerly, where float8 is slower than bf16: turn "
+            "torch.compile on (torch_compile=True for the HF Trainer, Accelerator(dynamo_backend='inductor'), or "
+            "torch.compile(model) before prepare)",
+            eager_torchao,
+        )
     return None
 
 
@@ -208,6 +245,48 @@ def patch_accelerator_for_fp8() -> None:
         if len(positional) < 3:
             kwargs["mixed_precision"] = "fp8"
         original(self, *positional, **kwargs)
+        _te_recipe_for_deepspeed(self)
 
     __init__.alt_fp8_patch = True  # type: ignore[attr-defined]
     Accelerator.__init__ = __init__
+
+
+def _te_recipe_for_deepspeed(accelerator: Any) -> None:
+    """accelerate's DeepSpeed path wraps the forward with ``fp8_recipe_handler`` only (the deprecated
+    ``FP8RecipeKwargs``): a ``TERecipeKwargs`` would be dropped there and TE's default recipe would run."""
+    te_handler = getattr(accelerator, "te_recipe_handler", None)
+    if te_handler is None or getattr(accelerator, "fp8_recipe_handler", None) is not None:
+        return
+    if str(getattr(accelerator, "distributed_type", "")).rsplit(".", 1)[-1] != "DEEPSPEED":
+        return
+    import warnings
+
+    from accelerate.utils import FP8RecipeKwargs
+
+    fields = ("fp8_format", "amax_history_len", "amax_compute_algo", "margin", "interval")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated, and the only handler that path reads
+        handler = FP8RecipeKwargs(backend="TE", **{name: getattr(te_handler, name) for name in fields})
+    accelerator.fp8_recipe_handler = handler
+
+
+def _guard_fp8_backend() -> None:
+    """accelerate's ``Accelerator.fp8_backend`` reads ``ACCELERATE_FP8_BACKEND`` even for an Accelerator that is
+    not in FP8, whose ``prepare`` then fails for want of a recipe: such an Accelerator gets no FP8 backend."""
+    from accelerate import Accelerator
+
+    current = vars(Accelerator)["fp8_backend"]
+    if getattr(current.fget, "alt_guard", False):
+        return
+    getter = current.fget
+
+    def fp8_backend(self: Any) -> Any:
+        from accelerate.utils.dataclasses import FP8BackendType
+
+        if getattr(self, "fp8_enabled", True) or getattr(self, "has_fp8_handler", True):
+            return getter(self)
+        plugin = getattr(getattr(self, "state", None), "deepspeed_plugin", None)
+        return getter(self) if getattr(plugin, "enable_msamp", False) else FP8BackendType.NO
+
+    fp8_backend.alt_guard = True  # type: ignore[attr-defined]
+    Accelerator.fp8_backend = property(fp8_backend)  # type: ignore[method-assign,assignment]

@@ -1,15 +1,13 @@
 """Stand-in transformer_engine of the fp8ref conformance suite; it has no kernels."""
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__fp8_conformance_standin__ = True
+from transformer_engine.pytorch.fp8 import AUTOCAST_CALLS, FP8GlobalStateManager, fp8_autocast
 
-#: The arguments of every ``fp8_autocast`` entered, in order (the suite's CPU twins read it).
-AUTOCAST_CALLS = []
+__fp8_conformance_standin__ = True
+__all__ = ["AUTOCAST_CALLS", "FP8GlobalStateManager", "LayerNorm", "Linear", "TransformerLayer", "fp8_autocast"]
 
 
 def _params_dtype(params_dtype):
@@ -48,13 +46,6 @@ class LayerNorm(nn.Module):
 
 class TransformerLayer(nn.Module):
     """Present only because accelerate looks it up; the suite never builds one."""
-
-
-@contextlib.contextmanager
-def fp8_autocast(enabled=True, calibrating=False, fp8_recipe=None, fp8_group=None, **kwargs):
-    """Records its arguments and runs the block unchanged (no FP8)."""
-    AUTOCAST_CALLS.append(dict(enabled=enabled, calibrating=calibrating, fp8_recipe=fp8_recipe, **kwargs))
-    yield
 
 
 def __getattr__(name):
