@@ -61,7 +61,7 @@ FP8_UTILS = "llamafactory.train.fp8_utils"
 IMPORTERS = ("llamafactory.train.sft.trainer", "llamafactory.train.pt.trainer")
 TORCHRUN_ENTRY = Path(__file__).resolve().with_name("torchrun_entry.py")
 USAGE = (
-    f"usage: {PROG} COMMAND [CONFIG.yaml|CONFIG.json] [KEY=VALUE ...]  (COMMAND as for llamafactory-cli: train, "
+    f"usage: {PROG} COMMAND [CONFIG.yaml] [KEY=VALUE ...]  (COMMAND as for llamafactory-cli: train, "
     "export, chat, webui, ...)"
 )
 

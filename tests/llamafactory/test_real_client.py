@@ -184,7 +184,27 @@ def runs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         outcomes = {name: future.result() for name, future in futures.items()}
     timings = ", ".join(f"{name} {outcome.seconds:.0f} s" for name, outcome in outcomes.items())
     print(f"\nLLaMA-Factory runs: {timings}")
+    for name, outcome in outcomes.items():
+        print(
+            f"  {name}: {_layer_summary(outcome.result)}"
+            if "linear" in outcome.result
+            else f"  {name}: exit {outcome.code}"
+        )
+    if "fp8ref-cli" in outcomes:
+        print("  python -m fp8ref.llamafactory train config.yaml, last lines:")
+        print("\n".join("    " + line for line in outcomes["fp8ref-cli"].stdout.strip().splitlines()[-6:]))
     return outcomes
+
+
+def _layer_summary(result: dict[str, Any]) -> str:
+    """Mixed precision and how many linear layers of each class (``lora.Linear`` is PEFT's wrapper)."""
+    counts: dict[str, int] = {}
+    for cls in result["linear"].values():
+        short = "lora.Linear" if cls == PEFT_LORA_LINEAR else cls.rsplit(".", 2)[-2] + "." + cls.rsplit(".", 1)[-1]
+        counts[short] = counts.get(short, 0) + 1
+    head = next((cls.rsplit(".", 1)[-1] for fqn, cls in result["linear"].items() if fqn.endswith("lm_head")), "?")
+    recipes = f", TE forward recipe {result['te_autocast_recipes']}" if result.get("te_autocast_recipes") else ""
+    return f"mixed_precision {result['mixed_precision']}, {counts}, lm_head {head}{recipes}"
 
 
 def _trained(runs: dict[str, Outcome], name: str) -> dict[str, Any]:
