@@ -39,6 +39,7 @@ from .kit.processes import (
     torchrun_command,
 )
 from .kit.trainer import LOSS_STEPS, NUM_LAYERS, PROJECTIONS, is_te_linear, is_torchao_float8, losses_close, projections
+from .kit.verdicts import block_unless, reraise_recorded
 
 CHILD = "deepspeed_trainer"
 STAGES = (2, 3)
@@ -137,7 +138,8 @@ def two_ranks(deepspeed_processes: dict[str, Launched]) -> dict[int, dict[str, A
 
 def check_fp8_run(run: dict[str, Any], steps: int, where: str, *, is_fp8: Any = is_torchao_float8) -> None:
     """C16a for one run: DeepSpeed in use, every projection float8, ``lm_head`` not, finite losses, and no
-    warning from ``verify_fp8_status``."""
+    warning from ``verify_fp8_status``. A run the patch kept from starting (C13d) blocks the test."""
+    reraise_recorded(run)
     assert "error" not in run, f"{where}: the training run failed: {run.get('error')}\n{run.get('traceback', '')}"
     assert run["distributed_type"].endswith("DEEPSPEED"), f"{where}: the Trainer did not run DeepSpeed: {run}"
     found = projections(run["classes"])
@@ -178,7 +180,14 @@ def test_c16b_zero_loss_tracks_the_run_without_fp8(
     runs = single_rank[str(stage)]
     for label in ("reference", "fp8"):
         run = runs[label]
+        reraise_recorded(run)
         assert "error" not in run, f"ZeRO-{stage} {label} run failed: {run.get('error')}\n{run.get('traceback', '')}"
+    fp8_projections = [cls for cls in projections(runs["fp8"]["classes"]).values() if is_torchao_float8(cls)]
+    block_unless(
+        fp8_projections,
+        "C16a",
+        f"under ZeRO-{stage} the FP8 run has no float8 projection: whether float8 weights train cannot be judged",
+    )
     reference_fp8 = {fqn: cls for fqn, cls in runs["reference"]["classes"].items() if is_torchao_float8(cls)}
     assert not reference_fp8, f"the run without FP8 has float8 layers (state leaked between runs): {reference_fp8}"
     problem = losses_close(runs["fp8"]["losses"], runs["reference"]["losses"])
@@ -192,6 +201,7 @@ def test_c16c_all_gather_flag_under_deepspeed_is_a_clear_error(
     """C16c: ``fp8_enable_fsdp_float8_all_gather=True`` under DeepSpeed is a ``ValueError`` naming the flag and
     DeepSpeed, raised before the first training step (not torch's "Couldn't swap Float8Linear.weight")."""
     run = single_rank[str(stage)]["all_gather"]
+    reraise_recorded(run)
     assert "error" not in run, f"ZeRO-{stage}: the all-gather run failed: {run.get('error')}"
     assert run["raised"], (
         f"ZeRO-{stage}: training with {ALL_GATHER_FLAG}=True under DeepSpeed raised nothing "

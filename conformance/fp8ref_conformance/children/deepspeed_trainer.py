@@ -19,6 +19,9 @@ state put back as they were at the start):
   raised (configure, patch, ``Trainer()``, ``train()``), its class and message, and how many training steps
   had run by then.
 
+A run that another clause's defect keeps from starting (the patch importing ``transformer_engine`` on the torchao
+path: C13d) is recorded as ``{"blocked": {"clause", "reason"}}``, and its tests report that block.
+
 Rank 0 writes ``FILE`` (other ranks ``FILE.rank<R>``) as JSON, also when something fails (with ``"error"``).
 """
 
@@ -38,6 +41,7 @@ from typing import Any
 from ..kit import trainer as kit
 from ..kit.isolation import snapshot
 from ..kit.models import tiny_llama
+from ..kit.verdicts import Blocked, apply_patch
 
 
 def deepspeed_config(stage: int) -> dict[str, Any]:
@@ -77,7 +81,7 @@ def all_gather_run(impl: Any, stage: int, work: Path) -> dict[str, Any]:
     try:
         impl.configure_fp8_environment(args)
         phase = "patch_accelerator_for_fp8"
-        impl.patch_accelerator_for_fp8()
+        apply_patch(impl, args.fp8_backend)
         phase = "Trainer()"
         trainer = Trainer(model=tiny_llama(), args=args, train_dataset=kit.FixedBatch(), callbacks=[CountSteps()])
         phase = "train()"
@@ -113,6 +117,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                         runs[name] = train_run(
                             impl, stage, options.steps, Path(tmp), fp8=fp8, backend=options.backend, cuda=options.cuda
                         )
+                except Blocked as exc:  # another clause's defect kept the run from starting: the test says so
+                    runs[name] = {"blocked": exc.to_dict()}
                 except Exception as exc:  # recorded per run: each test judges the run it needs
                     runs[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
                 runs[name]["seconds"] = round(time.perf_counter() - started, 2)

@@ -21,6 +21,7 @@ import torch
 
 from .logs import capture_logs
 from .models import LLAMA_PROJECTIONS, TINY_LLAMA_LAYERS, TINY_LLAMA_VOCAB
+from .verdicts import apply_patch
 
 PROJECTIONS = LLAMA_PROJECTIONS
 NUM_LAYERS = TINY_LLAMA_LAYERS
@@ -145,13 +146,14 @@ def run_trainer(
     """Arguments first, then (for FP8, ``impl`` given) the implementation's environment and patch, then
     ``Trainer(...).train()``, then ``verify_fp8_status`` with its log records captured.
 
-    Without ``impl`` it is the same run without FP8 (no environment, no patch, ``args.fp8`` false).
+    Without ``impl`` it is the same run without FP8 (no environment, no patch, ``args.fp8`` false). A patch that
+    imports ``transformer_engine`` on the torchao path raises :class:`.verdicts.Blocked` (C13d).
     """
     from transformers import Trainer
 
     if impl is not None:
         impl.configure_fp8_environment(args)
-        impl.patch_accelerator_for_fp8()
+        apply_patch(impl, args.fp8_backend)  # a TE import there on the torchao path blocks the caller on C13d
     before = parameter_values(model) if track_parameters else {}
     trainer = Trainer(model=model, args=args, train_dataset=FixedBatch(), callbacks=callbacks)
     if after_init is not None:
