@@ -63,11 +63,12 @@ def _require_all_gather_config(impl: Any) -> None:
     to judge, and no two-process run is started. An exception from ``create_fp8_kwargs`` fails C15."""
     handlers = impl.create_fp8_kwargs(make_args(fp8=True, backend="torchao", all_gather=True))
     config = getattr(handlers[0], "config", None) if isinstance(handlers, list) and len(handlers) == 1 else None
+    value = getattr(config, "enable_fsdp_float8_all_gather", None)
     block_unless(
-        getattr(config, "enable_fsdp_float8_all_gather", False) is True,
+        value is True,
         "C6",
-        "create_fp8_kwargs(fp8_enable_fsdp_float8_all_gather=True) gave a config without "
-        f"enable_fsdp_float8_all_gather=True ({handlers!r}): the flag was dropped",
+        "the flag was dropped: create_fp8_kwargs(fp8_enable_fsdp_float8_all_gather=True) gave "
+        + (f"a config with enable_fsdp_float8_all_gather={value!r}" if config is not None else f"{handlers!r}"[:200]),
     )
 
 

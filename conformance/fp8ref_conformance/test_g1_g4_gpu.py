@@ -32,6 +32,7 @@ from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.models import ODD_EARLY_LAYER_ELIGIBLE, mixed_model, odd_early_layer_model, tiny_llama
 from .kit.numerics import assert_numerics, require_recipe, run_numerics
 from .kit.standin_te import standin_te
+from .kit.verdicts import block_unless
 
 #: The CUDA case is the G clause; the CPU case is its twin (stand-in TE, small or emulated torchao).
 DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
@@ -246,6 +247,14 @@ def test_g4_tiny_llama_trains(impl: types.ModuleType, device: str, standin_te_di
 
 def _tiny_llama_step(impl: types.ModuleType, device: str, backend: str) -> None:
     args = make_args(fp8=True, backend=backend)
+    if backend == "te":
+        handlers = impl.create_fp8_kwargs(args)
+        names = [(type(h).__name__, getattr(h, "backend", None)) for h in handlers]
+        block_unless(
+            len(names) == 1 and (names[0][0] == "TERecipeKwargs" or names[0] == ("FP8RecipeKwargs", "TE")),
+            "C7",
+            f"create_fp8_kwargs(fp8_backend='te') gave {names}, not a Transformer Engine handler",
+        )
     acc = fp8_accelerator(impl, args)
     llama = tiny_llama(dtype=torch.bfloat16)
     # One call: accelerate converts to TE only with the model and its optimizer together.
@@ -254,7 +263,8 @@ def _tiny_llama_step(impl: types.ModuleType, device: str, backend: str) -> None:
     if backend == "torchao":
         assert float8_names(unwrapped), "no Float8Linear after prepare"
     else:
-        te = sys.modules["transformer_engine.pytorch"]
+        import transformer_engine.pytorch as te
+
         assert any(isinstance(m, te.Linear) for m in unwrapped.modules()), "no TE Linear after prepare"
     elsewhere = [n for n, t in [*unwrapped.named_parameters(), *unwrapped.named_buffers()] if t.device.type != device]
     assert not elsewhere, f"not on {device}: {elsewhere}"

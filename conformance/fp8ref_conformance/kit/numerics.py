@@ -41,7 +41,7 @@ def require_recipe(impl: types.ModuleType, recipe: str) -> Any:
         got == granularity,
         clause,
         f"cannot judge {recipe} numerics: create_fp8_kwargs(fp8_enable_fsdp_float8_all_gather={flag}) gave "
-        f"{'weights scaled ' + got if got else repr(handlers)}, not the {recipe} recipe",
+        f"{'weights scaled ' + got if got else repr(handlers)[:200]}, not the {recipe} recipe",
     )
     return args
 

@@ -113,12 +113,18 @@ def root_causes(results: Iterable[ClauseResult]) -> list[dict[str, Any]]:
                 "first_failure": first.first_failure,
                 "failures": {c: by_clause[c].first_failure for c in fails},
                 "explained": not key.startswith("unexplained:"),
+                "missing": sorted({f for c in fails for f in by_clause[c].missing})
+                if fails and all(by_clause[c].outcome == "missing" for c in fails)
+                else [],
             }
         )
     return sorted(causes, key=lambda c: clause_sort_key(c["clause"]))
 
 
 def _headline(cause: dict[str, Any]) -> str:
+    name = family(cause["clause"])
+    if cause.get("missing"):
+        name = f"missing {', '.join(cause['missing'])}"
     parts = []
     if cause["fails"]:
         parts.append("fails " + ", ".join(cause["fails"]))
@@ -126,7 +132,7 @@ def _headline(cause: dict[str, Any]) -> str:
         parts.append("blocks " + ", ".join(cause["blocks"]))
     if not cause["explained"]:
         parts.append("blocked by a clause that passes or did not run")
-    return f"{family(cause['clause'])}{' (known)' if cause['known'] else ''}: {'; '.join(parts)}"
+    return f"{name}{' (known)' if cause['known'] else ''}: {'; '.join(parts)}"
 
 
 def summary_of(causes: list[dict[str, Any]]) -> str:

@@ -74,7 +74,7 @@ def _held_summary(clauses: Mapping[str, Any]) -> str:
     parts = []
     for clause, data in clauses.items():
         if data.get("held"):
-            parts.append(clause if data["outcome"] == "known" else f"{clause} ({outcome_label(data)})")
+            parts.append(clause if data["outcome"] == "known" else f"{clause} ({data.get('label') or data['outcome']})")
     return ", ".join(parts)
 
 
@@ -89,7 +89,8 @@ def verdict_line(report: Mapping[str, Any]) -> str:
     counts = ", ".join(
         f"{summary.get(o, 0)} {o}" for o in ("failed", "missing", "blocked", "known", "skipped") if summary.get(o)
     )
-    text = f"{summary.get('passed', 0)} clauses passed" + (f", {counts}" if counts else "")
+    passed = summary.get("passed", 0)
+    text = f"{passed} clause{'s' if passed != 1 else ''} passed" + (f", {counts}" if counts else "")
     unheld = [d["outcome"] for d in clauses.values() if d["outcome"] != "passed" and not d.get("held")]
     held = sum(1 for d in clauses.values() if d.get("held"))
     if not clauses or any(o in ("failed", "missing", "blocked") for o in unheld):
