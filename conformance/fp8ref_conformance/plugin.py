@@ -15,7 +15,10 @@ tests only.
 
 Clause and suite membership come from each test report's node id, not from this process's collection,
 so the table and the report are complete under pytest-xdist too (there the workers collect). The functions
-a test found missing travel in the report's ``user_properties`` (see :mod:`.implementation`).
+a test found missing, and the clause that blocked a test, travel in the report's ``user_properties`` (see
+:mod:`.implementation` and :mod:`.kit.verdicts`). Which clauses a ``-k``/``-m`` selection left out is known
+from the suite's own test files and from the tests deselected (sent by xdist workers in ``workeroutput``), so
+that a run of a subset never reads as conformance.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from typing import Any
 import pytest
 
 from .implementation import MISSING_PROPERTY, ImplementationInfo, MissingContractFunctions, load_implementation
-from .report.known import Entry, KnownFailuresError, load_known_failures, stale_entries
+from .kit.verdicts import BLOCKED_PROPERTY, Blocked
+from .report.known import Entry, KnownFailuresError, load_known_failures, stale_entries, suite_clauses
 from .report.outcomes import outcome_of_report
-from .report.records import CaseRecord, build_report, clause_of, group_by_clause, write_report
+from .report.records import CaseRecord, build_report, clause_of, clause_sort_key, group_by_clause, write_report
 from .report.render import format_table
 
 DEFAULT_IMPL = "fp8ref"
@@ -51,6 +55,10 @@ class _SessionState:
     known_file: str | None = None
     #: Known-failures entry text -> outcomes of the tests it covered (to find stale entries).
     known_outcomes: dict[str, list[str]] = field(default_factory=dict)
+    #: Clauses (``G1/cpu`` for a twin) of suite tests that a ``-k``/``-m``/``--deselect`` selection left out.
+    deselected: set[str] = field(default_factory=set)
+    #: Node id -> how many of its phase reports pytest counted as failed.
+    failed_reports: dict[str, int] = field(default_factory=dict)
 
 
 _STATE = pytest.StashKey[_SessionState]()
@@ -206,6 +214,38 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, MissingContractFunctions):
         outcome.get_result().user_properties.append((MISSING_PROPERTY, list(error.names)))
+    elif isinstance(error, Blocked):
+        outcome.get_result().user_properties.append((BLOCKED_PROPERTY, error.to_dict()))
+
+
+def _gpu_split(config: pytest.Config) -> str | None:
+    """``gpu`` or ``not gpu`` when the ``-m`` expression is exactly the suite's split of its tests, else None."""
+    expression = " ".join(str(config.getoption("markexpr", "") or "").split())
+    return expression if expression in ("gpu", "not gpu") else None
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Suite tests left out by a selection, apart from the ``gpu``/``not gpu`` split itself."""
+    if not items:
+        return
+    config = items[0].config
+    if _STATE not in config.stash:
+        return
+    state, split = config.stash[_STATE], _gpu_split(config)
+    for item in items:
+        clause = _clause_of_report(config, item.nodeid, item.location, item.keywords)
+        is_gpu = item.get_closest_marker("gpu") is not None
+        if clause is None or (split == "not gpu" and is_gpu) or (split == "gpu" and not is_gpu):
+            continue
+        state.deselected.add(clause)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """Under pytest-xdist: the controller learns what each worker's selection left out."""
+    state = node.config.stash.get(_STATE, None)
+    if state is not None:
+        state.deselected.update(getattr(node, "workeroutput", {}).get("fp8_deselected", []))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -225,12 +265,27 @@ class _Recorder:
         if clause is None:
             return
         record = state.records.setdefault(report.nodeid, CaseRecord(report.nodeid))
-        outcome, message, missing = outcome_of_report(report)
-        record.update(outcome, message, report.duration, missing)
-        if report.when == "call" or outcome != "passed":
+        if report.failed and not hasattr(report, "wasxfail"):
+            state.failed_reports[report.nodeid] = state.failed_reports.get(report.nodeid, 0) + 1
+        phase = outcome_of_report(report)
+        record.update(phase, duration=report.duration)
+        if report.when == "call" or phase.outcome != "passed":
             for entry in state.known:
                 if entry.matches(clause, report.nodeid):
-                    state.known_outcomes.setdefault(entry.text, []).append(outcome)
+                    state.known_outcomes.setdefault(entry.text, []).append(phase.outcome)
+
+
+def _not_run(config: pytest.Config, ran: set[str]) -> list[str]:
+    """The suite's clauses this session did not run, or ran only in part: every clause that a test of the
+    suite names (the G clauses only, for a ``-m gpu`` run), less those that ran in full."""
+    state = config.stash[_STATE]
+    universe = set(suite_clauses())
+    if _gpu_split(config) == "gpu":
+        universe = {c for c in universe if c.startswith("G")}
+    ran_base = {c.split("/", 1)[0] for c in ran}
+    partly = {c for c in state.deselected if c in ran}
+    labels = sorted(universe - ran_base) + [f"{c} (in part)" for c in sorted(partly)]
+    return sorted(labels, key=clause_sort_key)
 
 
 def _build(config: pytest.Config) -> dict[str, Any] | None:
@@ -242,11 +297,33 @@ def _build(config: pytest.Config) -> dict[str, Any] | None:
     stale = stale_entries(state.known, state.known_outcomes)
     for result in results:
         result.stale = [e.text for e in stale if any(e.matches(result.clause, t.nodeid) for t in result.tests)]
-    report = build_report(implementation_of(config).describe(), results)
+    report = build_report(
+        implementation_of(config).describe(),
+        results,
+        listed=lambda clause: any(e.covers_clause(clause) for e in state.known),
+        not_run=_not_run(config, {r.clause for r in results}),
+    )
     if state.known_file:
         report["known_failures_file"] = state.known_file
         report["known_failures"] = [e.text for e in state.known]
     return report
+
+
+def _only_held_blocks_failed(session: pytest.Session) -> bool:
+    """Whether every test pytest counted as failed is a blocked test of a clause the known-failures file holds
+    (its blocker is listed), and nothing else failed in the session."""
+    state = session.config.stash[_STATE]
+    report = _build(session.config) if state.known else None
+    if not report or not report["all_passed"] or not state.failed_reports:
+        return False
+    held_blocked = {
+        t["nodeid"]
+        for data in report["clauses"].values()
+        if data["held"]
+        for t in data["tests"]
+        if t["outcome"] == "blocked"
+    }
+    return set(state.failed_reports) <= held_blocked and session.testsfailed == sum(state.failed_reports.values())
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -266,6 +343,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
     if stale and session.exitstatus == 0:
         # A known failure that passes fails the run, so that the file cannot go stale.
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif session.exitstatus == pytest.ExitCode.TESTS_FAILED and _only_held_blocks_failed(session):
+        # A clause blocked by a listed clause need not be listed itself: its failed tests hold the line too.
+        session.exitstatus = pytest.ExitCode.OK
+    if hasattr(config, "workeroutput"):  # an xdist worker: sent to the controller when the session ends
+        config.workeroutput["fp8_deselected"] = sorted(state.deselected)
     yield
     path = config.getoption("conformance_report", None)
     if not path:

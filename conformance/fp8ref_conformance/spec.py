@@ -25,7 +25,3 @@ def spec_clauses() -> tuple[str, ...]:
     except OSError:
         return ()
     return tuple(m["id"] for m in _HEADING.finditer(text))
-
-
-#: The spec as published with the project's sources (links from Markdown tables and known-failures files).
-SPEC_URL = "https://github.com/fp8ref/fp8ref/blob/main/conformance/SPEC.md"

@@ -169,21 +169,30 @@ def test_c9e_filter_is_pure(module_filter: Filter, make: Callable[[], nn.Module]
     assert len(set(answers)) == 1, f"the same input gave different answers: {answers}"
 
 
+#: An FQN that C9c never excludes: the answer there is the answer of C9a and C9b alone.
+NEUTRAL_FQN = "layers.0.mlp.fc1"
+
+
 @pytest.mark.parametrize(
-    ("make", "expected"),
+    "make",
     [
-        (lambda: nn.Linear(64, 64), True),
-        (lambda: SubLinear(32, 48), True),
-        (lambda: nn.Linear(64, 40), False),
-        (lambda: LinearLike(64, 64), False),
-        (lambda: nn.Embedding(64, 64), False),
+        lambda: nn.Linear(64, 64),
+        lambda: SubLinear(32, 48),
+        lambda: nn.Linear(64, 40),
+        lambda: LinearLike(64, 64),
+        lambda: nn.Embedding(64, 64),
     ],
     ids=["linear", "sub-linear", "odd-linear", "linear-like", "embedding"],
 )
-def test_c9f_empty_fqn_is_judged_by_type_and_dims(
-    module_filter: Filter, make: Callable[[], nn.Module], expected: bool
-) -> None:
-    assert _judge(module_filter, make(), "") is expected
+def test_c9f_empty_fqn_is_judged_by_type_and_dims(module_filter: Filter, make: Callable[[], nn.Module]) -> None:
+    """The root module's empty name is accepted as input and plays no part: the filter answers at ``""`` what it
+    answers for the same module under a name no rule excludes (whether that answer is right for the type and the
+    sizes is C9a's and C9b's business)."""
+    module = make()
+    neutral, at_root = _judge(module_filter, module, NEUTRAL_FQN), _judge(module_filter, module, "")
+    assert at_root is neutral, (
+        f"{type(module).__name__} at '': {at_root}, at {NEUTRAL_FQN!r}: {neutral} (the empty FQN changed the answer)"
+    )
 
 
 # --------------------------------------------------------------------------- properties

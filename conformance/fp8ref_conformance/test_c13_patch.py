@@ -4,6 +4,10 @@ takes any sequence; the Trainer happens to pass a list).
 
 The plugin puts ``Accelerator`` (its class namespace and accelerate's module bindings) and
 ``os.environ`` back after every test, so each test patches a pristine class.
+
+Each test judges its own part: a patch that imports ``transformer_engine`` on the torchao path where TE is not
+installed is C13d's defect, so there the tests of C13a, C13b and C13c are blocked by C13d (see
+:func:`.kit.verdicts.apply_patch`); which layers a TE conversion leaves unconverted is G3's.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from .kit.contract import contract_accepts, make_args
 from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.isolation import reset_accelerate_state
 from .kit.messages import mentions_package
-from .kit.models import ODD_EARLY_LAYER_ELIGIBLE, LinearLike, odd_early_layer_model
+from .kit.models import ODD_EARLY_LAYER_ELIGIBLE, LinearLike, mixed_model, odd_early_layer_model
 from .kit.packages import hidden_packages
 from .kit.standin_te import standin_te
+from .kit.verdicts import apply_patch
 
 FP8_HANDLER_ATTRS = ("fp8_recipe_handler", "ao_recipe_handler", "te_recipe_handler", "msamp_recipe_handler")
 BACKENDS = ["torchao", "auto", "te"]
@@ -37,14 +42,21 @@ CONTAINERS: dict[str, Any] = {"list": list, "tuple": tuple}
 
 
 @contextlib.contextmanager
-def _patched(impl: types.ModuleType, args: Any, standin_dir: Path | None = None) -> Iterator[None]:
-    """configure, then patch; for ``te`` with the stand-in TE on the path (recipe construction only)."""
+def _patched(
+    impl: types.ModuleType, args: Any, standin_dir: Path | None = None, *, own: bool = False
+) -> Iterator[None]:
+    """configure, then patch; for ``te`` with the stand-in TE on the path (recipe construction only). ``own``: the
+    test is C13d's or C13e's, whose subject is how the patch itself fails; else a TE import on the torchao path
+    blocks the test on C13d."""
     with contextlib.ExitStack() as stack:
         if standin_dir is not None:
             stack.enter_context(standin_te(standin_dir))
         stack.enter_context(env_snapshot(drop_prefixes=fp8_env_prefixes()))
         impl.configure_fp8_environment(args)
-        impl.patch_accelerator_for_fp8()
+        if own:
+            impl.patch_accelerator_for_fp8()
+        else:
+            apply_patch(impl, args.fp8_backend)
         yield
 
 
@@ -150,6 +162,29 @@ def test_c13a_all_gather_recipe_is_injected(impl: types.ModuleType) -> None:
         _assert_holds_impl_handler(_new_accelerator(kwargs_handlers=[_ddp()]), expected, "all-gather recipe")
 
 
+@pytest.mark.parametrize("recipe", ["rowwise", "tensorwise"])
+def test_c13a_layers_built_through_the_patch_carry_the_implementation_config(
+    impl: types.ModuleType, recipe: str
+) -> None:
+    """What ``prepare`` builds from the injected handler: ``Float8Linear`` layers carrying the config
+    ``create_fp8_kwargs(a)`` builds (so an emulating recipe, or accelerate's own default, injected by the patch
+    alone shows here; whether ``create_fp8_kwargs``'s own config emulates is C5e's)."""
+    from torchao.float8.float8_linear import Float8Linear
+
+    args = make_args(fp8=True, backend="torchao", all_gather=recipe == "tensorwise")
+    with _patched(impl, args):
+        (expected,) = impl.create_fp8_kwargs(args)
+        acc = _new_accelerator(kwargs_handlers=[_ddp()])
+        model = acc.unwrap_model(acc.prepare(mixed_model()))
+    layers = {name: m.config for name, m in model.named_modules() if isinstance(m, Float8Linear)}
+    assert layers, f"prepare converted no layer after configure and patch (fp8_enabled={acc.fp8_enabled})"
+    other = sorted(name for name, config in layers.items() if config != expected.config)
+    assert not other, (
+        f"layers built through the patch carry another config than create_fp8_kwargs(a)'s: {other} "
+        f"({layers[other[0]] if other else ''} vs {expected.config})"
+    )
+
+
 # --------------------------------------------------------------------------- b
 
 
@@ -226,17 +261,36 @@ def test_c13b_explicit_te_handler_is_kept_when_configured_for_torchao(
 
 @pytest.mark.parametrize("backend", ["torchao", "te"])
 def test_c13c_second_patch_changes_nothing(impl: types.ModuleType, standin_te_dir: Path, backend: str) -> None:
-    """For ``te`` the stand-in transformer_engine is used (recipe construction only)."""
-    import accelerate
-
+    """After a second ``patch_accelerator_for_fp8()``, ``Accelerator()`` and ``Accelerator(kwargs_handlers=[DDP])``
+    hold what they held after the first (a double injection would also show here: accelerate refuses two
+    handlers of one class). Whether that is the right handler is C13a's. For ``te`` the stand-in TE is used
+    (recipe construction only)."""
     args = make_args(fp8=True, backend=backend)
     with _patched(impl, args, _standin_for(backend, standin_te_dir)):
-        init_after_first = accelerate.Accelerator.__init__
+        first = {what: _handler_state(make()) for what, make in _ACCELERATORS.items()}
         impl.patch_accelerator_for_fp8()
-        assert accelerate.Accelerator.__init__ is init_after_first, "the second patch wrapped __init__ again"
-        (expected,) = impl.create_fp8_kwargs(args)
-        # A double injection would also show here: accelerate refuses two handlers of one class.
-        _assert_holds_impl_handler(_new_accelerator(), expected, "Accelerator() after two patches")
+        second = {what: _handler_state(make()) for what, make in _ACCELERATORS.items()}
+    changed = {what: (first[what], second[what]) for what in first if first[what] != second[what]}
+    assert not changed, f"the second patch changed the FP8 handlers (after the first, after the second): {changed}"
+
+
+def _handler_state(acc: Any) -> dict[str, tuple[Any, ...]]:
+    """The FP8 handlers an Accelerator holds, each as what makes it that handler: class, config or TE recipe, and
+    the answers of its module filter (``None`` without one)."""
+    state = {}
+    for attr, handler in _fp8_handlers(acc).items():
+        module_filter = getattr(handler, "module_filter_func", None)
+        torch.manual_seed(0)
+        answers = tuple(bool(module_filter(make(), fqn)) for fqn, make in _FILTER_PROBES) if module_filter else None
+        recipe = tuple(repr(getattr(handler, a, None)) for a in ("fp8_format", "amax_history_len", "amax_compute_algo"))
+        state[attr] = (type(handler).__qualname__, repr(getattr(handler, "config", None)), recipe, answers)
+    return state
+
+
+_ACCELERATORS = {
+    "Accelerator()": lambda: _new_accelerator(),
+    "Accelerator(kwargs_handlers=[DDP])": lambda: _new_accelerator(kwargs_handlers=[_ddp()]),
+}
 
 
 # --------------------------------------------------------------------------- d, e
@@ -244,11 +298,12 @@ def test_c13c_second_patch_changes_nothing(impl: types.ModuleType, standin_te_di
 
 @pytest.mark.parametrize("backend", ["torchao", "auto"])
 def test_c13d_torchao_path_works_where_te_is_not_installed(impl: types.ModuleType, backend: str) -> None:
-    """transformer_engine hidden (``sys.modules`` entry set to None, restored afterwards)."""
+    """transformer_engine hidden (``sys.modules`` entry set to None, restored afterwards): configure, the patch,
+    the Accelerators built after it and ``prepare`` raise nothing (which handler they hold is C13a's)."""
     args = make_args(fp8=True, backend=backend)
-    with hidden_packages("transformer_engine"), _patched(impl, args):
-        (expected,) = impl.create_fp8_kwargs(args)
-        _assert_holds_impl_handler(_new_accelerator(), expected, "TE not installed")
+    with hidden_packages("transformer_engine"), _patched(impl, args, own=True):
+        for make in _ACCELERATORS.values():
+            make().prepare(nn.Sequential(nn.Linear(64, 64)))
 
 
 @pytest.mark.parametrize("backend", ["torchao", "auto"])
@@ -260,12 +315,16 @@ def test_c13d_torchao_path_does_not_import_transformer_engine(
     import accelerate
 
     args = make_args(fp8=True, backend=backend)
-    with standin_te(standin_te_dir), _patched(impl, args):
+    with standin_te(standin_te_dir), _patched(impl, args, own=True):
+        imported = sorted(n for n in sys.modules if n.split(".")[0] == "transformer_engine")
+        assert not imported, f"configure and the patch on the torchao path imported {imported}"
         reset_accelerate_state()
         acc = accelerate.Accelerator()
+        imported = sorted(n for n in sys.modules if n.split(".")[0] == "transformer_engine")
+        assert not imported, f"Accelerator() after the patch, on the torchao path, imported {imported}"
         acc.prepare(nn.Sequential(nn.Linear(64, 64)))
         imported = sorted(n for n in sys.modules if n.split(".")[0] == "transformer_engine")
-        assert not imported, f"the torchao path imported {imported}"
+        assert not imported, f"prepare after the patch, on the torchao path, imported {imported}"
 
 
 def test_c13e_te_where_te_is_not_installed_raises_import_error(impl: types.ModuleType) -> None:

@@ -24,14 +24,14 @@ from typing import Any
 
 import pytest
 
+from .kit.contract import make_args
 from .kit.processes import child_environment, child_module, read_rank_files, start, torchrun_command
+from .kit.verdicts import block_unless
 
 CHILD = "fsdp_float8"
 NPROC = 2
 STEPS = 3
 TIMEOUT_S = 240.0
-#: The worker's model: two residual MLP blocks (eligible) and an lm_head (excluded by C9c).
-EXPECTED_FLOAT8 = ["layers.0.down_proj", "layers.0.up_proj", "layers.1.down_proj", "layers.1.up_proj"]
 FLOAT8_WEIGHT = "WeightWithDynamicFloat8CastTensor"
 
 
@@ -52,9 +52,24 @@ def fsdp_run(impl_name: str, impl: Any, tmp_path_factory: pytest.TempPathFactory
 
     if not (dist.is_available() and dist.is_gloo_available()):
         pytest.skip("this torch build has no gloo backend for torch.distributed")
+    _require_all_gather_config(impl)
     out_dir = tmp_path_factory.mktemp("c15")
     code, output = launch(impl_name, out_dir)
     return {"code": code, "output": output, "ranks": read_rank_files(out_dir, "rank")}
+
+
+def _require_all_gather_config(impl: Any) -> None:
+    """C15 is about the all-gather the flag asks for: with a config that drops it (C6's defect) there is nothing
+    to judge, and no two-process run is started. An exception from ``create_fp8_kwargs`` fails C15."""
+    handlers = impl.create_fp8_kwargs(make_args(fp8=True, backend="torchao", all_gather=True))
+    config = getattr(handlers[0], "config", None) if isinstance(handlers, list) and len(handlers) == 1 else None
+    value = getattr(config, "enable_fsdp_float8_all_gather", None)
+    block_unless(
+        value is True,
+        "C6",
+        "the flag was dropped: create_fp8_kwargs(fp8_enable_fsdp_float8_all_gather=True) gave "
+        + (f"a config with enable_fsdp_float8_all_gather={value!r}" if config is not None else f"{handlers!r}"[:200]),
+    )
 
 
 def _ranks_ok(run: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -67,19 +82,22 @@ def _ranks_ok(run: dict[str, Any]) -> dict[int, dict[str, Any]]:
 
 
 def test_c15_all_gather_flag_reaches_the_float8_config(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
-    """The flag given to the implementation is in the config its handler carries into FSDP2."""
+    """The flag given to the implementation in each rank (after ``configure_fp8_environment``) is in the config its
+    handler carries into FSDP2; a rank whose config dropped it is C6's defect, seen in that process."""
     for rank, data in _ranks_ok(fsdp_run).items():
-        assert data["config_enable_fsdp_float8_all_gather"] is True, (
+        block_unless(
+            data["config_enable_fsdp_float8_all_gather"] is True,
+            "C6",
             f"rank {rank}: create_fp8_kwargs(fp8_enable_fsdp_float8_all_gather=True) returned a config with "
-            "enable_fsdp_float8_all_gather=False: the flag was dropped"
+            "enable_fsdp_float8_all_gather=False: the flag was dropped",
         )
 
 
 def test_c15_sharded_float8_weights_cast_before_all_gather(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
-    """Every FSDP2-sharded ``Float8Linear`` weight is a ``WeightWithDynamicFloat8CastTensor``."""
+    """Every FSDP2-sharded ``Float8Linear`` weight is a ``WeightWithDynamicFloat8CastTensor`` (which layers are
+    converted is C9's and C10's business; with none there is nothing to judge)."""
     for rank, data in _ranks_ok(fsdp_run).items():
-        assert data["float8_linear"] == EXPECTED_FLOAT8, f"rank {rank}: Float8Linear layers {data['float8_linear']}"
-        assert data["lm_head_class"] != "Float8Linear", f"rank {rank}: lm_head was converted"
+        block_unless(data["float8_linear"], "C10", f"rank {rank}: the implementation's handler converted no layer")
         wrong = {fqn: cls for fqn, cls in data["weight_classes"].items() if cls != FLOAT8_WEIGHT}
         assert not wrong, (
             f"rank {rank}: sharded Float8Linear weights that are not {FLOAT8_WEIGHT} (weights all-gathered in "

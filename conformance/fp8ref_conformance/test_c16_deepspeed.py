@@ -48,6 +48,7 @@ from .kit.processes import (
 )
 from .kit.te_recipes import C7_RECIPE, recipe_problems
 from .kit.trainer import LOSS_STEPS, NUM_LAYERS, PROJECTIONS, is_te_linear, is_torchao_float8, losses_close, projections
+from .kit.verdicts import block_unless, reraise_recorded
 from .kit.verify_outcome import Outcome, assert_loud, assert_quiet, outcome_from_dict
 
 CHILD = "deepspeed_trainer"
@@ -246,6 +247,7 @@ def _ran(run: dict[str, Any], where: str) -> None:
 def check_fp8_run(run: dict[str, Any], steps: int, where: str, *, is_fp8: Any = is_torchao_float8) -> None:
     """C16a for one run: DeepSpeed in use, every projection float8, ``lm_head`` not, finite losses, and
     ``verify_fp8_status`` after ``train()`` quiet (the Trainer runs eagerly: the C12e notice is allowed)."""
+    reraise_recorded(run)
     _ran(run, where)
     found = projections(run["classes"])
     assert len(found) == len(PROJECTIONS) * NUM_LAYERS, f"{where}: projections found {sorted(found)}"
@@ -281,7 +283,14 @@ def test_c16b_zero_loss_tracks_the_run_without_fp8(impl: Implementation, single_
     runs = single_rank.runs(case)
     for label in ("reference", "fp8"):
         run = runs[label]
+        reraise_recorded(run)
         assert "error" not in run, f"{_where(case)} {label} run failed: {run.get('error')}\n{run.get('traceback', '')}"
+    fp8_projections = [cls for cls in projections(runs["fp8"]["classes"]).values() if is_torchao_float8(cls)]
+    block_unless(
+        fp8_projections,
+        "C16a",
+        f"under {_where(case)} the FP8 run has no float8 projection: whether float8 weights train cannot be judged",
+    )
     reference_fp8 = {fqn: cls for fqn, cls in runs["reference"]["classes"].items() if is_torchao_float8(cls)}
     assert not reference_fp8, f"the run without FP8 has float8 layers (state leaked between runs): {reference_fp8}"
     problem = losses_close(runs["fp8"]["losses"], runs["reference"]["losses"])
@@ -298,6 +307,7 @@ def test_c16c_all_gather_flag_under_deepspeed_is_a_clear_error(
     "Couldn't swap Float8Linear.weight"."""
     impl.require("configure_fp8_environment", "patch_accelerator_for_fp8")
     run = single_rank.runs(case)["all_gather"]
+    reraise_recorded(run)
     where = _where(case)
     assert "error" not in run, f"{where}: the all-gather run failed: {run.get('error')}"
     assert run["raised"], (

@@ -73,7 +73,15 @@ def test_report_json_round_trip_and_table(tmp_path: Path) -> None:
     path = write_report(tmp_path / "sub" / "r.json", report)
     data = json.loads(path.read_text())
     assert data["all_passed"] is False
-    assert data["summary"] == {"passed": 1, "failed": 1, "missing": 0, "known": 0, "skipped": 1}
+    assert data["summary"] == {
+        "passed": 1,
+        "failed": 1,
+        "missing": 0,
+        "blocked": 0,
+        "known": 0,
+        "skipped": 1,
+        "held": 0,
+    }
     assert data["clauses"]["C9d"]["spec"] == "SPEC.md#c9d"
     assert data["clauses"]["C9d"]["first_failure"] == "t1: msg 1"
     assert [t["outcome"] for t in data["clauses"]["C9d"]["tests"]] == ["passed", "failed"]

@@ -27,6 +27,9 @@ the start):
 A run that needs a contract function the module lacks (:data:`RUN_NEEDS`) is recorded as ``{"missing": [...]}``
 without running; the tests report those as ``missing`` themselves. Rank 0 writes ``FILE`` (other ranks
 ``FILE.rank<R>``) as JSON, also when something fails (with ``"error"``).
+
+A run that another clause's defect keeps from starting (the patch importing ``transformer_engine`` on the torchao
+path: C13d) is recorded as ``{"blocked": {"clause", "reason"}}``, and its tests report that block.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from typing import Any
 from ..kit import trainer as kit
 from ..kit.isolation import snapshot
 from ..kit.models import tiny_llama
+from ..kit.verdicts import Blocked, apply_patch
 
 #: The contract functions each run calls (``create_fp8_kwargs`` is called by ``all_gather`` where it exists).
 RUN_NEEDS = {
@@ -148,7 +152,7 @@ def refusal(impl: Any, args: Any, build_trainer: Callable[[], Any]) -> dict[str,
             phase = "create_fp8_kwargs"
             impl.create_fp8_kwargs(args)
         phase = "patch_accelerator_for_fp8"
-        impl.patch_accelerator_for_fp8()
+        apply_patch(impl, args.fp8_backend)
         phase = "Trainer()"
         trainer = build_trainer()
         phase = "train()"
@@ -192,6 +196,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                 started = time.perf_counter()
                 try:
                     runs[name] = one_run(impl, name, config, work, options)
+                except Blocked as exc:  # another clause's defect kept the run from starting: the test says so
+                    runs[name] = {"blocked": exc.to_dict()}
                 except Exception as exc:  # recorded per run: each test judges the run it needs
                     runs[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
                 runs[name]["seconds"] = round(time.perf_counter() - started, 2)

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .verdicts import block_unless
+
 
 def fp8_accelerator(impl: types.ModuleType, args: Any, **kwargs: Any) -> Any:
     """``Accelerator(mixed_precision=get_fp8_mixed_precision(a), kwargs_handlers=create_fp8_kwargs(a))``."""
@@ -83,8 +85,15 @@ def with_emulation(impl: types.ModuleType, args: Any) -> list[Any]:
     """The implementation's torchao handler with ``emulate=True`` (``dataclasses.replace`` of its
     config; same filter), for shapes where the CPU float8 kernels would be too slow."""
     from accelerate.utils import AORecipeKwargs
+    from torchao.float8 import Float8LinearConfig
 
-    (handler,) = impl.create_fp8_kwargs(args)
+    handlers = impl.create_fp8_kwargs(args)
+    handler: Any = handlers[0] if isinstance(handlers, list) and len(handlers) == 1 else None
+    block_unless(
+        isinstance(getattr(handler, "config", None), Float8LinearConfig),
+        "C5",
+        f"create_fp8_kwargs gave {handlers!r}: no single torchao handler whose config could emulate",
+    )
     config = dataclasses.replace(handler.config, emulate=True)
     return [AORecipeKwargs(config=config, module_filter_func=handler.module_filter_func)]
 
@@ -118,7 +127,9 @@ def prepare_and_compare(
     accepted = {
         name for name, m in before.named_modules() if isinstance(m, nn.Linear) and handler.module_filter_func(m, name)
     }
-    assert accepted, "precondition: the filter accepts no layer of the test model (see C9)"
+    block_unless(
+        accepted, "C9d", "the module filter accepts no nn.Linear of the test model, so no conversion can be judged"
+    )
     types_before = {name: type(m) for name, m in before.named_modules()}
     values_before = {k: v.detach().clone() for k, v in before.state_dict().items()}
 

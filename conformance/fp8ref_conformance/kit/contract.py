@@ -67,6 +67,18 @@ def contract_accepts(module: Any, fqn: str) -> bool:
     return fqn.rsplit(".", 1)[-1] not in HEAD_NAMES
 
 
+#: Calls made in a probe where neither torchao nor transformer_engine is importable (C4).
+NO_BACKEND_CALLS: list[dict[str, Any]] = [
+    {"id": "torchao", "fn": "create_fp8_kwargs", "args": {"fp8": True, "fp8_backend": "torchao"}},
+    {"id": "auto", "fn": "create_fp8_kwargs", "args": {"fp8": True, "fp8_backend": "auto"}},
+    {"id": "te", "fn": "create_fp8_kwargs", "args": {"fp8": True, "fp8_backend": "te"}},
+    {
+        "id": "torchao-all-gather",
+        "fn": "create_fp8_kwargs",
+        "args": {"fp8": True, "fp8_backend": "torchao", "fp8_enable_fsdp_float8_all_gather": True},
+    },
+]
+
 #: Calls made in a probe with torchao hidden and the stand-in TE present (C7 and C8b share one subprocess).
 TE_BY_AUTO_CALLS: list[dict[str, Any]] = [
     {"id": "create-auto", "fn": "create_fp8_kwargs", "args": {"fp8": True, "fp8_backend": "auto"}},

@@ -14,6 +14,36 @@ from torch import nn
 
 from .accelerators import float8_names
 from .models import mlp_model
+from .verdicts import block_unless
+
+#: The clause whose config a recipe of C11 (and G1) is: rowwise without the all-gather flag (C5), tensorwise with
+#: it (C6). The value: the flag, and the weights' scaling granularity (by name) that recipe has.
+RECIPES: dict[str, tuple[str, bool, str]] = {
+    "rowwise": ("C5", False, "AXISWISE"),
+    "tensorwise": ("C6", True, "TENSORWISE"),
+}
+
+
+def require_recipe(impl: types.ModuleType, recipe: str) -> Any:
+    """The implementation's training arguments for ``recipe``, once its config is that recipe; else the caller's
+    clause is blocked by the clause of the config (C5 for rowwise, C6 for tensorwise): numerics of a recipe the
+    implementation does not build cannot be judged. An exception from ``create_fp8_kwargs`` propagates (a failure
+    of the caller's clause, not a block)."""
+    from types import SimpleNamespace
+
+    clause, flag, granularity = RECIPES[recipe]
+    args = SimpleNamespace(fp8=True, fp8_backend="torchao", fp8_enable_fsdp_float8_all_gather=flag)
+    handlers = impl.create_fp8_kwargs(args)
+    config = getattr(handlers[0], "config", None) if isinstance(handlers, list) and len(handlers) == 1 else None
+    cast = getattr(config, "cast_config_weight", None)
+    got = getattr(getattr(cast, "scaling_granularity", None), "name", None)
+    block_unless(
+        got == granularity,
+        clause,
+        f"cannot judge {recipe} numerics: create_fp8_kwargs(fp8_enable_fsdp_float8_all_gather={flag}) gave "
+        f"{'weights scaled ' + got if got else repr(handlers)[:200]}, not the {recipe} recipe",
+    )
+    return args
 
 
 def sqnr_db(reference: Any, output: Any) -> float:
@@ -113,7 +143,9 @@ def _run_numerics(
     # The optimizer is built after the model is prepared: torchao's tensorwise all-gather recipe wraps
     # the weights in new Parameters, which an optimizer built before would never see.
     model = acc.prepare(model)
-    assert float8_names(acc.unwrap_model(model)), "precondition: no layer was converted (see C10)"
+    block_unless(
+        float8_names(acc.unwrap_model(model)), "C10", "prepare with the implementation's handlers converted no layer"
+    )
 
     out = model(x)
     ref_out = reference(x)

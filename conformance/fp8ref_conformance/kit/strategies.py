@@ -44,6 +44,13 @@ def case_variants(word: str) -> st.SearchStrategy[str]:
 
 
 def valid_backends(*, include: tuple[str, ...] = VALID_BACKENDS) -> st.SearchStrategy[str]:
+    """The valid backend names as the contract writes them (lower case): what C1 to C17 judge. Other letter
+    cases are C0's business (:func:`backend_spellings`)."""
+    return st.sampled_from(include)
+
+
+def backend_spellings(*, include: tuple[str, ...] = VALID_BACKENDS) -> st.SearchStrategy[str]:
+    """The valid backend names in any letter case (``TorchAO``, ``tE``): C0 matches them case-insensitively."""
     return st.sampled_from(include).flatmap(case_variants)
 
 

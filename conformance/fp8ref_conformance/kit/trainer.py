@@ -20,6 +20,7 @@ import torch
 
 from .logs import capture_logs
 from .models import LLAMA_PROJECTIONS, TINY_LLAMA_LAYERS, TINY_LLAMA_VOCAB
+from .verdicts import apply_patch
 
 PROJECTIONS = LLAMA_PROJECTIONS
 NUM_LAYERS = TINY_LLAMA_LAYERS
@@ -182,7 +183,8 @@ def run_trainer(
     captured, then ``verify_fp8_status``. Where the implementation lacks verify, the run has no verify phases (the
     clauses that need verify say ``missing`` on their own).
 
-    Without ``impl`` it is the same run without FP8 (no environment, no patch, ``args.fp8`` false).
+    Without ``impl`` it is the same run without FP8 (no environment, no patch, ``args.fp8`` false). A patch that
+    imports ``transformer_engine`` on the torchao path raises :class:`.verdicts.Blocked` (C13d).
     """
     from transformers import Trainer
 
@@ -190,7 +192,7 @@ def run_trainer(
 
     if impl is not None:
         impl.configure_fp8_environment(args)
-        impl.patch_accelerator_for_fp8()
+        apply_patch(impl, args.fp8_backend)  # a TE import there on the torchao path blocks the caller on C13d
     verifies = impl is not None and offers(impl, "verify_fp8_status")
     before = parameter_values(model) if track_parameters else {}
     recipes = RecordTERecipes() if record_te_recipes else None

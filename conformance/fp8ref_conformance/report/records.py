@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .outcomes import PhaseOutcome
 
 #: ``test_c9d_...`` -> ``C9d``; ``test_g2_...`` -> ``G2``; ``test_c12_...`` -> ``C12``.
 _CLAUSE_RE = re.compile(r"^test_(?P<letter>[cg])(?P<num>\d+)(?P<sub>[a-z]?)_")
 
 #: Outcomes of one test, from best to worst. ``known``: a failure listed in the known-failures file (an
-#: xfail); ``missing``: the test needs a contract function that the implementation does not offer.
-TEST_OUTCOMES = ("passed", "skipped", "known", "missing", "failed", "error")
+#: xfail); ``blocked``: another clause's broken behaviour kept the test from its check; ``missing``: the test
+#: needs a contract function that the implementation does not offer.
+TEST_OUTCOMES = ("passed", "skipped", "known", "blocked", "missing", "failed", "error")
 
 #: Outcomes of a clause, as the table and the JSON report give them.
-CLAUSE_OUTCOMES = ("passed", "failed", "missing", "known", "skipped")
+CLAUSE_OUTCOMES = ("passed", "failed", "missing", "blocked", "known", "skipped")
 
 
 def clause_of(test_name: str) -> str | None:
@@ -33,7 +36,7 @@ def clause_sort_key(clause: str) -> tuple[int, int, str]:
     match = re.match(r"([CG])(\d+)([a-z]?)", clause)
     if match is None:
         return (9, 0, clause)
-    return (0 if match[1] == "C" else 1, int(match[2]), match[3])
+    return (0 if match[1] == "C" else 1, int(match[2]), match[3] + clause[match.end() :])
 
 
 @dataclass
@@ -44,16 +47,24 @@ class CaseRecord:
     duration: float = 0.0
     #: The contract functions the test needed and the implementation does not offer (outcome ``missing``).
     missing: list[str] = field(default_factory=list)
+    #: ``{"clause": ..., "reason": ...}`` when another clause blocked the test (outcome ``blocked``).
+    blocked_by: dict[str, str] | None = None
+    #: Whether a known-failures entry covers the test (it ran as an xfail).
+    listed: bool = False
 
-    def update(self, outcome: str, message: str | None, duration: float, missing: list[str] | None = None) -> None:
+    def update(self, phase: PhaseOutcome | str, message: str | None = None, duration: float = 0.0) -> None:
         """Merge the report of one phase (setup, call, teardown) into the test's outcome."""
+        if isinstance(phase, str):
+            phase = PhaseOutcome(phase, message)
         self.duration += duration
-        self.missing += [name for name in missing or () if name not in self.missing]
-        if TEST_OUTCOMES.index(outcome) > TEST_OUTCOMES.index(self.outcome):
-            self.outcome = outcome
-            self.message = message
-        elif outcome == self.outcome and self.message is None:
-            self.message = message
+        self.listed = self.listed or phase.listed
+        self.missing += [name for name in phase.missing if name not in self.missing]
+        if TEST_OUTCOMES.index(phase.outcome) > TEST_OUTCOMES.index(self.outcome):
+            self.outcome = phase.outcome
+            self.message = phase.message
+            self.blocked_by = phase.blocked_by
+        elif phase.outcome == self.outcome and self.message is None:
+            self.message = phase.message
 
 
 @dataclass
@@ -62,6 +73,8 @@ class ClauseResult:
     tests: list[CaseRecord] = field(default_factory=list)
     #: Known-failures entries covering this clause that no longer fail (they should be removed).
     stale: list[str] = field(default_factory=list)
+    #: Set by :func:`build_report`: the clause does not pass, and the known-failures file accounts for it.
+    held: bool = False
 
     @property
     def counts(self) -> dict[str, int]:
@@ -72,14 +85,14 @@ class ClauseResult:
 
     @property
     def outcome(self) -> str:
-        """``failed`` if any test failed or errored, or a known-failures entry went stale; ``missing`` if the
-        only failures are tests that need a function the implementation lacks; ``known`` if the only
-        failures are listed as known; ``passed`` if any test passed and the rest passed or skipped;
-        ``skipped`` if every test skipped."""
+        """``failed`` if any test failed or errored, or a known-failures entry went stale; else ``missing`` if a
+        test needs a function the implementation lacks; else ``blocked`` if a test was blocked by another
+        clause; else ``known`` if a test's failure is listed as known; ``passed`` if any test passed and the
+        rest passed or skipped; ``skipped`` if every test skipped."""
         counts = self.counts
         if counts["failed"] or counts["error"] or self.stale:
             return "failed"
-        for outcome in ("missing", "known", "passed"):
+        for outcome in ("missing", "blocked", "known", "passed"):
             if counts[outcome]:
                 return outcome
         return "skipped"
@@ -93,6 +106,24 @@ class ClauseResult:
         return names
 
     @property
+    def blocked_by(self) -> list[str]:
+        """The clauses that blocked tests of this clause, in the order first seen."""
+        return list(dict.fromkeys(t.blocked_by["clause"] for t in self.tests if t.blocked_by))
+
+    @property
+    def label(self) -> str:
+        """The outcome as the tables print it: ``blocked by C6`` for a blocked clause."""
+        if self.outcome == "blocked":
+            return f"blocked by {', '.join(self.blocked_by)}"
+        return self.outcome
+
+    @property
+    def listed(self) -> bool:
+        """Every test that does not pass is covered by a known-failures entry."""
+        failing = [t for t in self.tests if t.outcome not in ("passed", "skipped")]
+        return bool(failing) and all(t.listed for t in failing)
+
+    @property
     def first_failure(self) -> str | None:
         if self.stale:
             return (
@@ -101,7 +132,7 @@ class ClauseResult:
             )
         if self.outcome == "missing":
             return f"missing: {', '.join(self.missing)}"
-        wanted = ("known",) if self.outcome == "known" else ("failed", "error")
+        wanted = {"known": ("known",), "blocked": ("blocked",)}.get(self.outcome, ("failed", "error"))
         for test in self.tests:
             if test.outcome in wanted:
                 headline = (test.message or "").strip().splitlines()[0] if test.message else ""
@@ -119,15 +150,25 @@ class ClauseResult:
 
         return {
             "outcome": self.outcome,
+            "label": self.label,
+            "held": self.held,
             "spec": anchor(self.clause),
             "spec_file": f"{SPEC_PATH}#{anchor(self.clause).split('#', 1)[1]}",
             "counts": self.counts,
             "first_failure": self.first_failure,
             "missing": self.missing,
+            "blocked_by": self.blocked_by,
             "stale_known_failures": self.stale,
             "skip_reason": self.skip_reason,
             "tests": [
-                {"nodeid": t.nodeid, "outcome": t.outcome, "message": t.message, "duration_s": round(t.duration, 3)}
+                {
+                    "nodeid": t.nodeid,
+                    "outcome": t.outcome,
+                    "message": t.message,
+                    "blocked_by": t.blocked_by,
+                    "listed": t.listed,
+                    "duration_s": round(t.duration, 3),
+                }
                 for t in self.tests
             ],
         }
@@ -141,22 +182,66 @@ def group_by_clause(records: Iterable[tuple[str, CaseRecord]]) -> list[ClauseRes
     return [by_clause[c] for c in sorted(by_clause, key=clause_sort_key)]
 
 
+def mark_held(results: list[ClauseResult], listed: Callable[[str], bool] | None = None) -> None:
+    """Set ``held`` on each clause that does not pass but is accounted for by the known-failures file: its
+    failures are listed (``known``), its missing or blocked tests are listed, or every clause blocking it is
+    listed (``listed(clause)``: a clause entry covers it) or held itself. A block whose blocker passes, or did
+    not run and is not listed, is held by nothing: once the blocker is fixed, the clause is judged on its own."""
+    by_clause = {r.clause: r for r in results}
+    is_listed = listed or (lambda clause: False)
+
+    def held(result: ClauseResult, depth: int) -> bool:
+        if result.outcome == "known" or (result.outcome in ("missing", "blocked") and result.listed):
+            return True
+        if result.outcome != "blocked" or depth > len(by_clause):
+            return False
+        unlisted = [t.blocked_by["clause"] for t in result.tests if t.blocked_by and not t.listed]
+        return all(blocker_held(clause, depth) for clause in unlisted)
+
+    def blocker_held(clause: str, depth: int) -> bool:
+        if is_listed(clause):
+            return True
+        blocker = by_clause.get(clause)
+        return blocker is not None and blocker.outcome not in ("passed", "skipped") and held(blocker, depth + 1)
+
+    for result in results:
+        result.held = held(result, 0)
+
+
 def all_passed(results: Iterable[ClauseResult]) -> bool:
-    """True when there is at least one clause and every clause passed (or failed as listed: ``known``)."""
+    """True when there is at least one clause and every clause passed or is held by the known-failures file."""
     results = list(results)
-    return bool(results) and all(r.outcome in ("passed", "known") for r in results)
+    return bool(results) and all(r.outcome == "passed" or r.held for r in results)
 
 
-def build_report(implementation: Mapping[str, Any], results: list[ClauseResult]) -> dict[str, Any]:
+def build_report(
+    implementation: Mapping[str, Any],
+    results: list[ClauseResult],
+    *,
+    listed: Callable[[str], bool] | None = None,
+    not_run: list[str] | None = None,
+) -> dict[str, Any]:
+    """The JSON report. ``listed`` says whether a clause entry of the known-failures file covers a clause;
+    ``not_run`` names the suite's clauses that this run did not run (a ``-k``/``-m`` selection), ``None`` when
+    unknown."""
     from ..spec import SPEC_PATH
+    from .causes import root_causes
 
+    mark_held(results, listed)
     outcomes = [r.outcome for r in results]
+    summary = {o: outcomes.count(o) for o in CLAUSE_OUTCOMES}
+    summary["held"] = sum(r.held for r in results)
+    passed = all_passed(results)
     return {
         "implementation": dict(implementation),
         "spec_file": str(SPEC_PATH),
-        "all_passed": all_passed(results),
-        "summary": {o: outcomes.count(o) for o in CLAUSE_OUTCOMES},
+        "all_passed": passed,
+        "complete": not not_run,
+        "conforms": passed and not not_run and summary["held"] == 0,
+        "not_run": list(not_run or []),
+        "summary": summary,
         "clauses": {r.clause: r.to_json() for r in results},
+        "root_causes": root_causes(results),
     }
 
 
