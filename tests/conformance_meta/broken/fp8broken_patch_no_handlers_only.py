@@ -1,6 +1,7 @@
 """Broken on purpose (breaks C13a): the Accelerator patch injects the FP8 handler only when the caller
 passes no kwargs handlers at all, so the Trainer's ``DistributedDataParallelKwargs`` turns it off.
-The other four functions are fp8ref's."""
+Its configure, like the seed's, only sets the environment (fp8ref's ``set_fp8_environment``: no patch of its own
+there). The other three functions are fp8ref's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 from fp8ref import create_fp8_kwargs
+from fp8ref.environment import set_fp8_environment
 
 _BACKENDS = {"AO": "torchao", "TE": "te"}
 
@@ -35,3 +37,7 @@ def patch_accelerator_for_fp8() -> None:
 
     Accelerator.__init__ = patched_init  # type: ignore[method-assign]
     Accelerator._fp8broken_patched = True  # type: ignore[attr-defined]
+
+
+def configure_fp8_environment(training_args: Any) -> dict[str, str]:
+    return set_fp8_environment(training_args)[0]
