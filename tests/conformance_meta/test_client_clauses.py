@@ -243,7 +243,9 @@ def test_c16c_message_names_the_flag_and_deepspeed_in_any_wording(message: str, 
 def test_c16c_raise_site_create_fp8_kwargs_with_the_runs_own_arguments() -> None:
     """The DeepSpeed child passes the run's arguments through every place C16c allows, ``create_fp8_kwargs`` too;
     a module that refuses only there is seen refusing there (and never reaches the Trainer)."""
-    args = types.SimpleNamespace(fp8=True, fp8_enable_fsdp_float8_all_gather=True, deepspeed="ds_zero3.json")
+    args = types.SimpleNamespace(
+        fp8=True, fp8_backend="torchao", fp8_enable_fsdp_float8_all_gather=True, deepspeed="ds_zero3.json"
+    )
     calls: list[str] = []
 
     def create_fp8_kwargs(training_args: Any) -> list[Any]:
