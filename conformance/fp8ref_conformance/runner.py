@@ -117,7 +117,7 @@ def child_env(impl: str, workers: int, environ: Mapping[str, str] | None = None)
     ``PYTHONPATH``, the table left to the runner, and as thorough as CI."""
     env = without_fp8_variables(os.environ if environ is None else environ)
     env[NO_TABLE_ENV] = "1"
-    env[THOROUGH_ENV_VAR] = "1"  # a check is as thorough as CI (300 derandomized examples per property)
+    env[THOROUGH_ENV_VAR] = "1"  # a check is as thorough as CI (100 derandomized examples per property)
     _, directory = split_impl(impl)
     if directory:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(directory).resolve()), env.get("PYTHONPATH")) if p)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from .contract import ALLOWED_ENV_PREFIXES, HEAD_NAMES, LORA_ADAPTER_COMPONENTS, VALID_BACKENDS
 
 #: Examples per property under CI (derandomized, so every CI run checks the same cases) and for development.
-CI_EXAMPLES = 300
+CI_EXAMPLES = 100
 DEV_EXAMPLES = 30
 
 #: Set by ``fp8ref check`` so that a check is as thorough as CI wherever it runs.
@@ -22,7 +22,7 @@ def suite_settings() -> settings:
     """The hypothesis settings of the suite's property tests, applied test by test (a decorator), never
     as a profile: a profile would change the hypothesis settings of every project that installs fp8ref.
 
-    Under CI (``$CI`` set) or ``fp8ref check``: 300 derandomized examples and no example database, so a
+    Under CI (``$CI`` set) or ``fp8ref check``: 100 derandomized examples and no example database, so a
     run is reproducible. Otherwise 30 random examples, for quick local runs.
     """
     thorough = bool(os.environ.get("CI") or os.environ.get(THOROUGH_ENV_VAR))
