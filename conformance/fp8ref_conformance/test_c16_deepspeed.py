@@ -5,17 +5,16 @@ LLaMA-Factory ships FP8 with DeepSpeed ZeRO-3 as an example, and passes the Deep
 file. The runs happen in child processes (``children/deepspeed_trainer.py``, ``DS_ACCELERATOR=cpu``), because
 DeepSpeed keeps process-wide state that nothing resets (its accelerator, ``deepspeed.comm``, the torch process group):
 it ends with the process, so no test after these inherits it. Each process has a free rendezvous port of its own,
-is killed with its whole process group when it runs out of time, and gets time in proportion to the runs it makes
-and to how many processes share the machine's cores with it (the two children run at the same time).
+is killed with its whole process group when it runs out of time, and gets time in proportion to the runs it makes.
 
 One single-rank process makes, each from a clean slate, the runs the selected tests need: for ZeRO-2 with the
 config as a dict, and ZeRO-3 with the config as a JSON path, the FP8 run with the all-gather flag (C16c), the run
 without FP8 and the torchao FP8 run (20 steps each on a fixed batch, C16a, C16b, and verify at ``Trainer.__init__``
 followed up in ``train()``, C12d), the Transformer Engine run with the suite's stand-in TE (C16d and G5's CPU twin);
-and for ZeRO-3 an FP8 run of a Llama with no layer divisible by 16 (C12a, C12d). A second process, started at the
-same time, runs the FP8 run under ZeRO-3 (config as a dict) on two CPU ranks (``torch.distributed.run``, gloo), 3
-steps. A run needs only the contract functions it calls; a test whose function the module lacks says ``missing``
-before it looks at a run, and no run is made that no selected test can use. The worker keeps DeepSpeed from
+and for ZeRO-3 an FP8 run of a Llama with no layer divisible by 16 (C12a, C12d). (Two ranks are not run: C16
+does not ask for them, and a second DeepSpeed process on two ranks cost the suite about 30 s of a 2-core machine.)
+A run needs only the contract functions it calls; a test whose function the module lacks says ``missing`` before
+it looks at a run, and no run is made that no selected test can use. The worker keeps DeepSpeed from
 JIT-building its shared-memory collective op (``deepspeed_shm_comm_op``): DeepSpeed then uses plain
 ``torch.distributed``.
 """
@@ -23,7 +22,6 @@ JIT-building its shared-memory collective op (``deepspeed_shm_comm_op``): DeepSp
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,12 +37,9 @@ from .kit.messages import names_all_gather_and_deepspeed
 from .kit.processes import (
     Child,
     child_environment,
-    child_module,
     read_rank_files,
     single_rank_environment,
-    start,
     start_module,
-    torchrun_command,
 )
 from .kit.te_recipes import C7_RECIPE, recipe_problems
 from .kit.trainer import LOSS_STEPS, NUM_LAYERS, PROJECTIONS, is_te_linear, is_torchao_float8, losses_close, projections
@@ -54,10 +49,8 @@ from .kit.verify_outcome import Outcome, assert_loud, assert_quiet, outcome_from
 CHILD = "deepspeed_trainer"
 #: The single-rank cases: ZeRO stage and how the config reaches ``TrainingArguments(deepspeed=...)``.
 CASES = ("2-dict", "3-path")
-#: The case of the run with no eligible layer (C12a, C12d), and of the two-rank run.
+#: The case of the run with no eligible layer (C12a, C12d).
 NO_ELIGIBLE_CASE = "3-path"
-TWO_RANK_CASE = "3-dict"
-TWO_RANK_STEPS = 3
 ALL_GATHER_FLAG = "fp8_enable_fsdp_float8_all_gather"
 #: Time for a child: a base (its imports and DeepSpeed's start) and a share per run, on a machine of its own.
 BASE_S = 120.0
@@ -75,7 +68,6 @@ RUNS_OF = {
     "test_c12a_deepspeed_trainer_without_fp8_layer_warns_after_train": ("no_eligible",),
     "test_c12d_deepspeed_trainer_without_fp8_layer_warns_in_train": ("no_eligible",),
 }
-TWO_RANK_TEST = "test_c16a_zero3_two_cpu_ranks"
 
 
 @dataclass
@@ -116,49 +108,35 @@ def _ok(run: dict[str, Any], nproc: int) -> dict[int, dict[str, Any]]:
     return ranks
 
 
-def _cores() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
-
-
 def _start(
     impl_name: str,
     out: Path,
     *,
-    nproc: int,
     plan: str,
     what: str,
     extra: tuple[str, ...] = (),
     accelerator: str = "cpu",
 ) -> Child:
-    env = child_environment(DS_ACCELERATOR=accelerator)
+    """The DeepSpeed child as rank 0 of 1 (its own store binds a port the system picks)."""
+    env = child_environment(DS_ACCELERATOR=accelerator, **single_rank_environment())
     args = ["--impl", impl_name, "--out", str(out), "--plan", plan, *extra]
-    if nproc == 1:
-        env.update(single_rank_environment())
-        return start_module(CHILD, args, env, what)
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        env.pop(name, None)
-    return start(torchrun_command(nproc, child_module(CHILD), args), env, what)
+    return start_module(CHILD, args, env, what)
 
 
 def _plan(needs: dict[str, set[str]]) -> str:
     return ";".join(f"{case}:{','.join(r for r in RUN_ORDER if r in runs)}" for case, runs in sorted(needs.items()))
 
 
-def _selected_needs(request: pytest.FixtureRequest, missing: tuple[str, ...]) -> tuple[dict[str, set[str]], bool]:
-    """The single-rank runs the selected tests of this module need, by case, leaving out runs that need a function
-    the implementation lacks (their tests say ``missing``), and whether the two-rank run is needed."""
+def _selected_needs(request: pytest.FixtureRequest, missing: tuple[str, ...]) -> dict[str, set[str]]:
+    """The runs the selected CPU tests of this module need, by case, leaving out runs that need a function the
+    implementation lacks (their tests say ``missing``)."""
     needs: dict[str, set[str]] = {}
-    two_ranks = False
     runnable = {name for name, functions in RUN_NEEDS.items() if not set(functions) & set(missing)}
     for item in request.session.items:
         if getattr(item, "module", None) is not request.module:
             continue
         name = getattr(item, "originalname", None) or item.name
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if name == TWO_RANK_TEST:
-            two_ranks = two_ranks or "fp8" in runnable
-            continue
         if params.get("device") == "cuda":
             continue
         runs = set(RUNS_OF.get(name, ())) & runnable
@@ -167,70 +145,31 @@ def _selected_needs(request: pytest.FixtureRequest, missing: tuple[str, ...]) ->
         cases = [params["case"]] if "case" in params else [NO_ELIGIBLE_CASE] if "no_eligible" in runs else CASES
         for case in cases:
             needs.setdefault(case, set()).update(runs)
-    return {case: runs for case, runs in needs.items() if runs}, two_ranks
+    return {case: runs for case, runs in needs.items() if runs}
 
 
 @pytest.fixture(scope="module")
-def deepspeed_processes(
+def single_rank(
     request: pytest.FixtureRequest, impl: Implementation, impl_name: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Pending]]:
-    """The worker processes the selected tests need, started together (they overlap on a 2-core machine), each
-    with time for its runs times the share of the cores it gets; killed at the end."""
+) -> Iterator[Pending]:
+    """The one DeepSpeed process the selected CPU tests need (none when they need no run), with time for its
+    runs; killed at the end."""
     reason = package_skip_reason("deepspeed")
     if reason:
         pytest.skip(reason)
-    needs, two_ranks = _selected_needs(request, impl.missing)
+    needs = _selected_needs(request, impl.missing)
     standin = request.getfixturevalue("standin_te_dir")
-    out_dir = tmp_path_factory.mktemp("c16")
-    share = max(1.0, ((1 if needs else 0) + (2 if two_ranks else 0)) / _cores())
+    out = tmp_path_factory.mktemp("c16") / "single.json"
     runs = sum(len(r) for r in needs.values())
-    single_out, two_out = out_dir / "single.json", out_dir / "two.json"
-    launched = {
-        "single": Pending(
-            _start(
-                impl_name,
-                single_out,
-                nproc=1,
-                plan=_plan(needs),
-                what="the DeepSpeed run",
-                extra=("--standin-te", str(standin)),
-            )
-            if needs
-            else None,
-            single_out,
-            1,
-            (BASE_S + PER_RUN_S * runs) * share,
-        ),
-        "two": Pending(
-            _start(
-                impl_name,
-                two_out,
-                nproc=2,
-                plan=f"{TWO_RANK_CASE}:fp8",
-                what="the two-rank DeepSpeed run",
-                extra=("--steps", str(TWO_RANK_STEPS)),
-            )
-            if two_ranks
-            else None,
-            two_out,
-            2,
-            (BASE_S + PER_RUN_S) * share,
-        ),
-    }
-    yield launched
-    for item in launched.values():
-        if item.child is not None:
-            item.child.stop()
-
-
-@pytest.fixture(scope="module")
-def single_rank(deepspeed_processes: dict[str, Pending]) -> Pending:
-    return deepspeed_processes["single"]
-
-
-@pytest.fixture(scope="module")
-def two_ranks(deepspeed_processes: dict[str, Pending]) -> Pending:
-    return deepspeed_processes["two"]
+    child = (
+        _start(impl_name, out, plan=_plan(needs), what="the DeepSpeed run", extra=("--standin-te", str(standin)))
+        if needs
+        else None
+    )
+    pending = Pending(child, out, 1, BASE_S + PER_RUN_S * runs)
+    yield pending
+    if child is not None:
+        child.stop()
 
 
 def _where(case: str) -> str:
@@ -396,22 +335,6 @@ def test_c12d_deepspeed_trainer_quiet_at_init_and_in_train_with_fp8_layers(
     )
 
 
-# --------------------------------------------------------------------------- CPU, two ranks
-
-
-def test_c16a_zero3_two_cpu_ranks(impl: Implementation, two_ranks: Pending) -> None:
-    """C16a on two CPU ranks under ZeRO-3 (``torch.distributed.run``, gloo): both ranks train with float8
-    projections, verify quietly, and log the same loss at every step (the Trainer averages it over ranks)."""
-    impl.require("configure_fp8_environment", "patch_accelerator_for_fp8", "verify_fp8_status")
-    losses = {}
-    for rank in (0, 1):
-        run = two_ranks.runs(TWO_RANK_CASE, rank)["fp8"]
-        check_fp8_run(run, TWO_RANK_STEPS, f"rank {rank} of 2, {_where(TWO_RANK_CASE)}")
-        losses[rank] = run["losses"]
-    assert losses[0] == pytest.approx(losses[1], rel=1e-6), f"the ranks disagree on the loss: {losses}"
-    assert losses[0][-1] < losses[0][0], f"the loss did not decrease over {TWO_RANK_STEPS} steps: {losses[0]}"
-
-
 # --------------------------------------------------------------------------- GPU
 
 
@@ -420,7 +343,7 @@ def _cuda_skip_reason() -> str | None:
 
 
 def _cuda_child(impl_name: str, out: Path, plan: str, what: str, *, runs: int) -> Pending:
-    child = _start(impl_name, out, nproc=1, plan=plan, what=what, extra=("--cuda",), accelerator="cuda")
+    child = _start(impl_name, out, plan=plan, what=what, extra=("--cuda",), accelerator="cuda")
     return Pending(child, out, 1, BASE_S + PER_RUN_S * runs)
 
 
