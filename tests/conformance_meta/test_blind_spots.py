@@ -78,7 +78,7 @@ DIRTY_SHELL_SELECT = "c12a_warns_when_accelerator_has_fp8_disabled or c12d_fp8_d
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
     runs = []
     for case in CASES:
-        args, env = suite_args(case.module, case.select, via_env=case.via_env)
+        args, env = suite_args(case.module, case.select, via_env=case.via_env, children=case.children)
         runs.append(SuiteRun(case.module, args, env, (str(BROKEN_DIR),)))
     args, _ = suite_args("fp8alt_minimal", DIRTY_SHELL_SELECT, via_env=False)
     runs.append(SuiteRun("dirty-shell", args, dict(DIRTY_SHELL), (str(CORRECT_DIR),)))
