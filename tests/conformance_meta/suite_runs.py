@@ -1,17 +1,16 @@
-"""Run the installed conformance suite several times in ONE child process, one pytest session per run.
+"""Run the installed conformance suite as a user runs it, each run in a fork of the test process.
 
-A child pytest costs about 5 s before its first test (importing torch, accelerate, torchao and the
-suite), and the meta-tests judge over a dozen implementations. Here one child pays that once: it runs
-``pytest.main`` for each run in turn, as ``pytest --pyargs fp8ref_conformance ...`` would, and keeps each
-run's exit status, terminal output and JSON report. The runs share only what a Python process caches
-(imported modules); the suite's own isolation puts ``os.environ``, accelerate's state and the
-``Accelerator`` class back after every test, and this runner puts back ``os.environ`` and ``sys.path``
-after every run. An implementation that changes another module when it is imported (fp8ref's, say) must
-come last in its batch.
+A fresh interpreter costs 10 to 15 s of a 2-core machine before the suite's first test (importing torch,
+transformers' Trainer, torchao, PEFT), and the meta-tests judge about fifty runs. A fork of the pytest process
+that asks for the runs has all of that imported already: it runs ``pytest.main`` once, as
+``pytest --pyargs fp8ref_conformance ...`` would, writes the run's exit status, terminal output and JSON report,
+and leaves with ``os._exit``. Each run starts from this process as it is, and nothing a run changes (the
+environment, ``sys.path``, an implementation that patches another module when imported) reaches the next run or
+this process. The children the suite starts (probes, the FSDP2 and DeepSpeed workers) are fresh interpreters as
+always. Linux and macOS only (``os.fork``), like the meta-tests' CI.
 
 This is the one way the meta-tests start a child suite (``fp8ref check``'s own children are its runner's
-business, tested in ``test_runner.py``). Used as a library by the meta-tests (:func:`run_suites`) and as a
-script by the child it starts.
+business, tested in ``test_runner.py``).
 """
 
 from __future__ import annotations
@@ -19,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
+import signal
 import sys
-from dataclasses import asdict, dataclass, field
+import time
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,72 +46,111 @@ class SuiteResult:
     stdout: str
     report: dict[str, Any] | None
     stderr: str = ""
+    seconds: float = 0.0
 
 
 def run_suites(runs: list[SuiteRun], workdir: Path, *, timeout: float = 600.0) -> dict[str, SuiteResult]:
-    """Run ``runs`` in order in one child process started in ``workdir``; the results by run key."""
+    """Run each of ``runs`` in a fork of this process, in order, started in ``workdir``; the results by run key.
+
+    ``timeout`` bounds the whole batch; a run still going when it is spent is killed with its process group."""
     workdir.mkdir(parents=True, exist_ok=True)
-    spec = workdir / "runs.json"
-    spec.write_text(json.dumps([asdict(run) for run in runs]))
-    env = dict(os.environ)
-    env.pop("FP8REF_IMPL", None)
-    env.pop("PYTEST_ADDOPTS", None)
-    child = subprocess.run(
-        [sys.executable, __file__, str(spec)],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if child.returncode != 0:
-        raise RuntimeError(f"the batch of suite runs broke (exit {child.returncode}):\n{child.stderr[-3000:]}")
+    _import_what_the_runs_import()
+    deadline = time.monotonic() + timeout
     results = {}
     for run in runs:
         out = workdir / run.key
+        out.mkdir(parents=True, exist_ok=True)
+        code = _in_fork(run, workdir, out, deadline)
+        if code != 0:
+            error = (out / "error.txt").read_text() if (out / "error.txt").exists() else ""
+            raise RuntimeError(f"the suite run {run.key!r} broke (exit {code}):\n{error[-3000:]}")
         report = out / "report.json"
         results[run.key] = SuiteResult(
             ret=int((out / "ret").read_text()),
             stdout=(out / "stdout.txt").read_text(),
             report=json.loads(report.read_text()) if report.exists() else None,
             stderr=(out / "stderr.txt").read_text(),
+            seconds=float((out / "seconds").read_text()),
         )
     return results
 
 
-def _run_one(run: SuiteRun, workdir: Path) -> None:
+#: What every run imports (the suite's conftest imports DeepSpeed before its tests): imported here once, so that no
+#: fork imports it again. The suite's test modules come with the package walk below.
+_HEAVY_IMPORTS = (
+    "torch",
+    "accelerate",
+    "transformers.trainer",
+    "transformers.models.llama.modeling_llama",
+    "torchao.float8",
+    "peft",
+    "deepspeed",
+    "hypothesis",
+)
+
+
+def _import_what_the_runs_import() -> None:
+    import importlib
+    import importlib.util
+    import pkgutil
+
+    for name in _HEAVY_IMPORTS:
+        if importlib.util.find_spec(name.split(".")[0]) is not None:
+            importlib.import_module(name)
+    suite = importlib.import_module("fp8ref_conformance")
+    for module in pkgutil.iter_modules(suite.__path__, prefix=f"{suite.__name__}."):
+        if module.name.rsplit(".", 1)[-1].startswith(("test_", "conftest")):
+            importlib.import_module(module.name)
+
+
+def _in_fork(run: SuiteRun, workdir: Path, out: Path, deadline: float) -> int:
+    """Run ``run`` in a forked child (a process group of its own); its exit status, or -9 when killed at the
+    deadline. The child writes its results under ``out`` and leaves with ``os._exit``: nothing of this
+    process (its pytest session, atexit handlers, buffers) runs twice."""
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            os.chdir(workdir)
+            for name in ("FP8REF_IMPL", "PYTEST_ADDOPTS"):
+                os.environ.pop(name, None)
+            _run_one(run, out)
+            code = 0
+        except BaseException:
+            (out / "error.txt").write_text(traceback.format_exc())
+        finally:
+            os._exit(code)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            (out / "error.txt").write_text(f"killed: the batch ran out of time before the run {run.key!r} ended")
+            return -9
+        time.sleep(0.05)
+
+
+def _run_one(run: SuiteRun, out: Path) -> None:
     import pytest
 
-    out = workdir / run.key
-    out.mkdir(parents=True, exist_ok=True)
-    environ, path = dict(os.environ), list(sys.path)
     os.environ.update(run.env)
     # The implementation is importable in this process and in those the suite starts (probes, workers).
-    os.environ["PYTHONPATH"] = os.pathsep.join([*run.path, *filter(None, [environ.get("PYTHONPATH")])])
+    os.environ["PYTHONPATH"] = os.pathsep.join([*run.path, *filter(None, [os.environ.get("PYTHONPATH")])])
     sys.path[:0] = list(run.path)
-    try:
-        with (
-            (out / "stdout.txt").open("w") as stdout,
-            (out / "stderr.txt").open("w") as stderr,
-            contextlib.redirect_stdout(stdout),
-            contextlib.redirect_stderr(stderr),
-        ):
-            ret = pytest.main([*run.args, "--conformance-report", str(out / "report.json")])
-    finally:
-        os.environ.clear()
-        os.environ.update(environ)
-        sys.path[:] = path
+    started = time.perf_counter()
+    with (
+        (out / "stdout.txt").open("w") as stdout,
+        (out / "stderr.txt").open("w") as stderr,
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(stderr),
+    ):
+        # The garbage collections of pytest's unraisable-exception plugin cost a second a session in a process
+        # this size, and judge nothing the meta-tests read.
+        args = [*run.args, "-p", "no:unraisableexception", "--conformance-report", str(out / "report.json")]
+        ret = pytest.main(args)
     (out / "ret").write_text(str(int(ret)))
-
-
-def main(argv: list[str]) -> int:
-    spec = Path(argv[0])
-    for raw in json.loads(spec.read_text()):
-        run = SuiteRun(raw["key"], tuple(raw["args"]), dict(raw["env"]), tuple(raw["path"]))
-        _run_one(run, spec.parent)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    (out / "seconds").write_text(f"{time.perf_counter() - started:.2f}")
