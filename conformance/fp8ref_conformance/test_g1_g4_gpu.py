@@ -32,6 +32,7 @@ from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.models import ODD_EARLY_LAYER_ELIGIBLE, mixed_model, odd_early_layer_model, tiny_llama
 from .kit.numerics import assert_numerics, require_recipe, run_numerics
 from .kit.standin_te import standin_te
+from .kit.verdicts import apply_patch
 
 #: The CUDA case is the G clause; the CPU case is its twin (stand-in TE, small or emulated torchao).
 DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
@@ -167,7 +168,7 @@ def _seed_user_accelerator(impl: types.ModuleType, args: Any) -> Iterator[Any]:
 
     with env_snapshot(drop_prefixes=fp8_env_prefixes()):
         impl.configure_fp8_environment(args)
-        impl.patch_accelerator_for_fp8()
+        apply_patch(impl, args.fp8_backend)  # on the torchao path (G4) a TE import there is C13d's: blocked
         AcceleratorState._reset_state(True)
         yield accelerate.Accelerator()
 

@@ -49,6 +49,12 @@ class SuiteResult:
     seconds: float = 0.0
 
 
+def suite_args(impl: str, select: str, *extra: str) -> tuple[str, ...]:
+    """The arguments of a session of the suite against ``impl``, as a user passes them, restricted with ``-k``."""
+    selection = ("-m", "not gpu", "-k", select, "-p", "no:cacheprovider")
+    return ("--pyargs", "fp8ref_conformance", *selection, "--fp8-impl", impl, *extra)
+
+
 def run_suites(runs: list[SuiteRun], workdir: Path, *, timeout: float = 600.0) -> dict[str, SuiteResult]:
     """Run each of ``runs`` in a fork of this process, in order, started in ``workdir``; the results by run key.
 

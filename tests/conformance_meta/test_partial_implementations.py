@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .suite_runs import SuiteResult, SuiteRun, run_suites
+from .suite_runs import SuiteResult, SuiteRun, run_suites, suite_args
 
 PARTIAL_DIR = Path(__file__).resolve().parent / "partial"
 PATCH = "patch_accelerator_for_fp8"
@@ -34,18 +34,7 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]
     runs = [
         SuiteRun(
             impl,
-            (
-                "--pyargs",
-                "fp8ref_conformance",
-                "-m",
-                "not gpu",
-                "-k",
-                select,
-                "-p",
-                "no:cacheprovider",
-                "--fp8-impl",
-                impl,
-            ),
+            suite_args(impl, select),
             {},
             (str(PARTIAL_DIR),),
         )

@@ -113,6 +113,9 @@ def root_causes(results: Iterable[ClauseResult]) -> list[dict[str, Any]]:
                 "first_failure": first.first_failure,
                 "failures": {c: by_clause[c].first_failure for c in fails},
                 "explained": not key.startswith("unexplained:"),
+                "blocked_by": sorted({b for c in blocks for b in by_clause[c].blocked_by}, key=clause_sort_key)
+                if key.startswith("unexplained:")
+                else [],
                 "missing": sorted({f for c in fails for f in by_clause[c].missing})
                 if fails and all(by_clause[c].outcome == "missing" for c in fails)
                 else [],
@@ -131,7 +134,8 @@ def _headline(cause: dict[str, Any]) -> str:
     if cause["blocks"]:
         parts.append("blocks " + ", ".join(cause["blocks"]))
     if not cause["explained"]:
-        parts.append("blocked by a clause that passes or did not run")
+        blockers = cause.get("blocked_by") or ["a clause"]
+        parts.append(f"blocked by {', '.join(blockers)}, which passes here or did not run")
     return f"{name}{' (known)' if cause['known'] else ''}: {'; '.join(parts)}"
 
 

@@ -124,16 +124,21 @@ def outcome_of(data: Mapping[str, Any] | None, clause: str) -> str:
     return outcome_label(data.get("clauses", {}).get(clause))
 
 
+def _cell(data: Mapping[str, Any] | None, clause: str) -> str:
+    """A cell of the text table: the outcome in capitals, the clauses it names as the report spells them
+    (``BLOCKED by C13d``, a label the known-failures file takes)."""
+    if data is None:
+        return NOT_RUN.upper()
+    return outcome_label(data.get("clauses", {}).get(clause), upper=True)
+
+
 def across_table_lines(
     reports: Mapping[str, Mapping[str, Any] | None], reasons: Mapping[str, str] | None = None
 ) -> list[str]:
     """The text table across implementations: clauses down, one column per implementation (``None``: its run
     wrote no report, shown as a column that did not run, with the reason below)."""
     names = list(reports)
-    cells = {
-        n: {c: outcome_of(reports[n], c).upper() if reports[n] else NOT_RUN.upper() for c in clauses_of(reports)}
-        for n in names
-    }
+    cells = {n: {c: _cell(reports[n], c) for c in clauses_of(reports)} for n in names}
     width = max([8, *(len(n) for n in names), *(len(v) for col in cells.values() for v in col.values())])
     lines = [
         "FP8 conformance by clause and implementation",
