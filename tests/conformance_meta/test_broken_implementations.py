@@ -122,13 +122,18 @@ def suite_args(
     return (args, {"FP8REF_IMPL": impl}) if via_env else ((*args, "--fp8-impl", impl), {})
 
 
-@pytest.fixture(scope="module")  # one batch per module: run with --dist loadfile under pytest-xdist
-def broken_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
+def runs_of(cases: list[Broken]) -> list[SuiteRun]:
+    """One suite session per broken module, importable from ``broken/``."""
     runs = []
-    for case in CASES:
+    for case in cases:
         args, env = suite_args(case.module, case.select, via_env=case.via_env, children=case.children)
         runs.append(SuiteRun(case.module, args, env, (str(BROKEN_DIR),)))
-    return run_suites(runs, tmp_path_factory.mktemp("broken-runs"))
+    return runs
+
+
+@pytest.fixture(scope="module")  # one batch per module: run with --dist loadfile under pytest-xdist
+def broken_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
+    return run_suites(runs_of(CASES), tmp_path_factory.mktemp("broken-runs"))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.module for c in CASES])

@@ -6,25 +6,16 @@ judged then: they are blocked by C6."""
 
 from __future__ import annotations
 
-import logging
 import os
 import types
 from typing import Any
 
+import fp8broken_drop_all_gather as _dropped
+
 from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
-from fp8ref import create_fp8_kwargs as _reference_create
 from fp8ref import patch_accelerator_for_fp8 as _reference_patch
 
-
-def create_fp8_kwargs(training_args: Any) -> list[Any]:
-    if getattr(training_args, "fp8_enable_fsdp_float8_all_gather", False):
-        logging.getLogger(__name__).info("FSDP float8 all-gather optimization requested")
-    args = types.SimpleNamespace(
-        fp8=getattr(training_args, "fp8", False),
-        fp8_backend=getattr(training_args, "fp8_backend", "auto"),
-        fp8_enable_fsdp_float8_all_gather=False,
-    )
-    return _reference_create(args)
+create_fp8_kwargs = _dropped.create_fp8_kwargs  # the flag logged and dropped: C6's defect
 
 
 def patch_accelerator_for_fp8(*args: Any, **kwargs: Any) -> None:
