@@ -39,7 +39,6 @@ import contextlib
 import importlib
 import json
 import os
-import sys
 import tempfile
 import time
 import traceback
@@ -51,6 +50,7 @@ from ..kit import trainer as kit
 from ..kit.isolation import snapshot
 from ..kit.models import tiny_llama
 from ..kit.verdicts import Blocked, apply_patch
+from . import exit_without_teardown, run_rank
 
 #: The contract functions each run calls (``create_fp8_kwargs`` is called by ``all_gather`` where it exists).
 RUN_NEEDS = {
@@ -235,27 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     _skip_shm_op_build()
     rank = int(os.environ.get("RANK", "0"))
     payload: dict[str, Any] = {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
-    status = 0
-    try:
-        payload.update(run(options))
-    except Exception as exc:  # reported to the test through the JSON file
-        payload["error"] = f"{type(exc).__name__}: {exc}"
-        payload["traceback"] = traceback.format_exc()[-6000:]
-        status = 1
     out = options.out if rank == 0 else options.out.with_name(f"{options.out.name}.rank{rank}")
-    out.write_text(json.dumps(payload, indent=2))
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        if status == 0:
-            dist.barrier()
-        dist.destroy_process_group()
-    return status
+    return run_rank(lambda: run(options), payload, out)
 
 
 if __name__ == "__main__":
-    code = main()
-    # Leave without the interpreter's teardown (DeepSpeed's and torch's C++ globals): the result is written.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    # Without the interpreter's teardown (DeepSpeed's and torch's C++ globals): the result is written.
+    exit_without_teardown(main())

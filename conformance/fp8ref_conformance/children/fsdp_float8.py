@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
-import sys
-import traceback
 import types
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+
+from . import exit_without_teardown, run_rank
 
 VOCAB = 64
 HIDDEN = 64
@@ -180,25 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     payload: dict[str, Any] = {"rank": rank, "world_size": world_size, "backend": dist.get_backend()}
-    status = 0
-    try:
-        payload.update(run(options.impl, options.steps))
-    except Exception as exc:  # reported to the test through the JSON file
-        payload["error"] = f"{type(exc).__name__}: {exc}"
-        payload["traceback"] = traceback.format_exc()
-        status = 1
-    (options.out / f"rank{rank}.json").write_text(json.dumps(payload, indent=2))
-    if status == 0:
-        dist.barrier()
-    dist.destroy_process_group()
-    return status
+    return run_rank(lambda: run(options.impl, options.steps), payload, options.out / f"rank{rank}.json")
 
 
 if __name__ == "__main__":
-    code = main()
-    # Leave without the interpreter's teardown: with torch 2.13 on the CPU, about one run in six of this
-    # worker aborted *after* destroy_process_group, in C++ static destruction ("terminate called without an
-    # active exception", SIGABRT), also without accelerate; the results are written and the barrier passed.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    # Without the interpreter's teardown: with torch 2.13 on the CPU, about one run in six of this worker aborted
+    # *after* destroy_process_group, in C++ static destruction ("terminate called without an active exception",
+    # SIGABRT), also without accelerate; the results are written and the barrier passed.
+    exit_without_teardown(main())
