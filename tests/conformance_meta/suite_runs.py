@@ -46,13 +46,14 @@ class SuiteResult:
     stdout: str
     report: dict[str, Any] | None
     stderr: str = ""
-    seconds: float = 0.0
 
 
-def suite_args(impl: str, select: str, *extra: str) -> tuple[str, ...]:
-    """The arguments of a session of the suite against ``impl``, as a user passes them, restricted with ``-k``."""
+def suite_args(impl: str, select: str, *extra: str, via_env: bool = False) -> tuple[str, ...]:
+    """The arguments of a session of the suite against ``impl``, as a user passes them, restricted with ``-k``;
+    with ``via_env`` the implementation is left to ``$FP8REF_IMPL``, which the caller sets."""
     selection = ("-m", "not gpu", "-k", select, "-p", "no:cacheprovider")
-    return ("--pyargs", "fp8ref_conformance", *selection, "--fp8-impl", impl, *extra)
+    chosen = () if via_env else ("--fp8-impl", impl)
+    return ("--pyargs", "fp8ref_conformance", *selection, *chosen, *extra)
 
 
 def run_suites(runs: list[SuiteRun], workdir: Path, *, timeout: float = 600.0) -> dict[str, SuiteResult]:
@@ -76,7 +77,6 @@ def run_suites(runs: list[SuiteRun], workdir: Path, *, timeout: float = 600.0) -
             stdout=(out / "stdout.txt").read_text(),
             report=json.loads(report.read_text()) if report.exists() else None,
             stderr=(out / "stderr.txt").read_text(),
-            seconds=float((out / "seconds").read_text()),
         )
     return results
 
@@ -147,7 +147,6 @@ def _run_one(run: SuiteRun, out: Path) -> None:
     # The implementation is importable in this process and in those the suite starts (probes, workers).
     os.environ["PYTHONPATH"] = os.pathsep.join([*run.path, *filter(None, [os.environ.get("PYTHONPATH")])])
     sys.path[:0] = list(run.path)
-    started = time.perf_counter()
     with (
         (out / "stdout.txt").open("w") as stdout,
         (out / "stderr.txt").open("w") as stderr,
@@ -159,4 +158,3 @@ def _run_one(run: SuiteRun, out: Path) -> None:
         args = [*run.args, "-p", "no:unraisableexception", "--conformance-report", str(out / "report.json")]
         ret = pytest.main(args)
     (out / "ret").write_text(str(int(ret)))
-    (out / "seconds").write_text(f"{time.perf_counter() - started:.2f}")

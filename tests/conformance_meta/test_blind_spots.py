@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from .suite_runs import SuiteResult, SuiteRun, run_suites
-from .test_broken_implementations import CORRECT_DIR, Broken, runs_of, suite_args
+from .test_broken_implementations import CORRECT_DIR, Broken, runs_of, session_of
 
 VERIFY = "c12a or c12d and not trainer"
 TE_VERIFY = "c12a_warns_when_no_te or c12b_quiet_when_te or c12d_te"
@@ -77,7 +77,7 @@ DIRTY_SHELL_SELECT = "c12a_warns_when_accelerator_has_fp8_disabled or c12d_fp8_d
 @pytest.fixture(scope="module")  # one batch per module: run with --dist loadfile under pytest-xdist
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
     runs = runs_of(CASES)
-    args, _ = suite_args("fp8alt_minimal", DIRTY_SHELL_SELECT, via_env=False)
+    args, _ = session_of("fp8alt_minimal", DIRTY_SHELL_SELECT, via_env=False)
     runs.append(SuiteRun("dirty-shell", args, dict(DIRTY_SHELL), (str(CORRECT_DIR),)))
     return run_suites(runs, tmp_path_factory.mktemp("blind-spot-runs"))
 

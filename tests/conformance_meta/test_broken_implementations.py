@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .suite_runs import SuiteResult, SuiteRun, run_suites
+from .suite_runs import SuiteResult, SuiteRun, run_suites, suite_args
 
 BROKEN_DIR = Path(__file__).resolve().parent / "broken"
 CORRECT_DIR = Path(__file__).resolve().parent / "correct"
@@ -112,21 +112,20 @@ CASES = [
 WITHOUT_CHILDREN = "not test_c15_distributed and not test_c16_deepspeed"
 
 
-def suite_args(
+def session_of(
     impl: str, select: str, *, via_env: bool, children: bool = False
 ) -> tuple[tuple[str, ...], dict[str, str]]:
     """The pytest arguments and environment of one session of the suite against ``impl``; without ``children``
     the selection leaves out the tests that start training processes."""
     keyword = select if children else f"({select}) and {WITHOUT_CHILDREN}"
-    args = ("--pyargs", "fp8ref_conformance", "-m", "not gpu", "-k", keyword, "-p", "no:cacheprovider")
-    return (args, {"FP8REF_IMPL": impl}) if via_env else ((*args, "--fp8-impl", impl), {})
+    return suite_args(impl, keyword, via_env=via_env), ({"FP8REF_IMPL": impl} if via_env else {})
 
 
 def runs_of(cases: list[Broken]) -> list[SuiteRun]:
     """One suite session per broken module, importable from ``broken/``."""
     runs = []
     for case in cases:
-        args, env = suite_args(case.module, case.select, via_env=case.via_env, children=case.children)
+        args, env = session_of(case.module, case.select, via_env=case.via_env, children=case.children)
         runs.append(SuiteRun(case.module, args, env, (str(BROKEN_DIR),)))
     return runs
 
@@ -161,7 +160,7 @@ def test_suite_fails_broken_implementation_on_its_clause(broken_results: dict[st
 def test_suite_passes_an_independent_correct_implementation(tmp_path: Path) -> None:
     """The whole CPU suite (C1..C17 and the G tests' CPU twins) against ``correct/fp8alt_minimal.py``,
     which shares no code with fp8ref: the suite judges behaviour, not fp8ref's way of doing things."""
-    args, env = suite_args("fp8alt_minimal", "c", via_env=False, children=True)
+    args, env = session_of("fp8alt_minimal", "c", via_env=False, children=True)
     result = run_suites([SuiteRun("fp8alt_minimal", args, env, (str(CORRECT_DIR),))], tmp_path)["fp8alt_minimal"]
     report = result.report
     assert report is not None, f"no report written:\n{result.stdout[-3000:]}"

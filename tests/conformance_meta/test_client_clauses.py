@@ -35,7 +35,7 @@ from fp8ref_conformance.kit.messages import names_all_gather_and_deepspeed
 from fp8ref_conformance.kit.trainer import offers
 from fp8ref_conformance.kit.verify_outcome import Outcome, assert_quiet, outcome_from_dict, outcome_to_dict
 
-from .suite_runs import SuiteResult, SuiteRun, run_suites
+from .suite_runs import SuiteResult, SuiteRun, run_suites, suite_args
 
 HERE = Path(__file__).resolve().parent
 PATHS = (str(HERE / "broken"), str(HERE / "correct"), str(HERE / "partial"))
@@ -127,17 +127,12 @@ CASES = [
 ]
 
 
-def _suite_args(case: Case) -> tuple[str, ...]:
-    selection = ("-m", "not gpu", "-k", case.select)
-    return ("--pyargs", "fp8ref_conformance", *selection, "-p", "no:cacheprovider", "--fp8-impl", case.module)
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
     runs = [
         SuiteRun(
             case.module,
-            _suite_args(case),
+            suite_args(case.module, case.select),
             {},
             PATHS,
         )

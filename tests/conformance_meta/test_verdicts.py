@@ -33,10 +33,6 @@ ALL_GATHER = "c0_backend or c5 or c6 or c8c or c10 or c11_real or c13a or c15 or
 BLOCKED_BY_C6 = "c6 or c15 or c11_real and tensorwise"
 
 
-def _args(impl: str, select: str, *extra: str) -> tuple[str, ...]:
-    return suite_args(impl, select, *extra)
-
-
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
     work = tmp_path_factory.mktemp("verdicts")
@@ -45,13 +41,16 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]
     missing = work / "missing.txt"
     missing.write_text("C13c\n")
     runs = [
-        SuiteRun("c6", _args("fp8broken_c6_only", ALL_GATHER), {}, (str(BROKEN),)),
-        SuiteRun("crash", _args("fp8broken_all_gather_crashes", BLOCKED_BY_C6), {}, (str(BROKEN),)),
+        SuiteRun("c6", suite_args("fp8broken_c6_only", ALL_GATHER), {}, (str(BROKEN),)),
+        SuiteRun("crash", suite_args("fp8broken_all_gather_crashes", BLOCKED_BY_C6), {}, (str(BROKEN),)),
         SuiteRun(
-            "c6-listed", _args("fp8broken_c6_only", BLOCKED_BY_C6, "--fp8-xfails", str(listed)), {}, (str(BROKEN),)
+            "c6-listed", suite_args("fp8broken_c6_only", BLOCKED_BY_C6, "--fp8-xfails", str(listed)), {}, (str(BROKEN),)
         ),
         SuiteRun(
-            "missing-listed", _args("fp8partial_no_patch", "c13c", "--fp8-xfails", str(missing)), {}, (str(PARTIAL),)
+            "missing-listed",
+            suite_args("fp8partial_no_patch", "c13c", "--fp8-xfails", str(missing)),
+            {},
+            (str(PARTIAL),),
         ),
     ]
     results = run_suites(runs, work / "first")
@@ -61,7 +60,10 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]
     write_known_failures_of(written, "fp8broken_c6_only", first)
     second = [
         SuiteRun(
-            "roundtrip", _args("fp8broken_c6_only", BLOCKED_BY_C6, "--fp8-xfails", str(written)), {}, (str(BROKEN),)
+            "roundtrip",
+            suite_args("fp8broken_c6_only", BLOCKED_BY_C6, "--fp8-xfails", str(written)),
+            {},
+            (str(BROKEN),),
         )
     ]
     results.update(run_suites(second, work / "second"))
