@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="pytest-xdist worker processes (default 2 when pytest-xdist is installed; 0: one process)",
+        help="pytest-xdist worker processes (default 0: one process, the suite's child processes beside it)",
     )
     check.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
     check.set_defaults(run=_check)

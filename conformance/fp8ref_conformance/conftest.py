@@ -26,9 +26,9 @@ import pytest
 from torch import nn
 
 from .implementation import Implementation
+from .kit import early
 from .kit.contract import make_args
 from .kit.isolation import Snapshot, drop_fp8_variables, reset_accelerate_state, snapshot
-from .kit.standin_te import write_standin_te
 from .plugin import implementation_of
 
 
@@ -73,11 +73,24 @@ def module_filter(impl: Implementation, request: pytest.FixtureRequest) -> Calla
 
 
 @pytest.fixture(scope="session")
-def standin_te_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def standin_te_dir(pytestconfig: pytest.Config) -> Path:
     """A directory holding the stand-in ``transformer_engine`` (not on ``sys.path``: tests put it there
     with :func:`.kit.standin_te.standin_te`). It only lets accelerate build TE recipes and convert models on a
     machine without TE; it never serves a G clause."""
-    return write_standin_te(tmp_path_factory.mktemp("standin_te"))
+    return early.standin_te_dir(pytestconfig)
+
+
+# --------------------------------------------------------------------------- children started early
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In a session of one process, start the children the selected tests will ask for now (:mod:`.kit.early`);
+    an xdist worker starts them at their first test."""
+    if hasattr(session.config, "workerinput") or session.config.option.collectonly or not session.items:
+        return
+    info = implementation_of(session.config)
+    if info.module is not None:
+        early.start_children_early(session, info.name, info.missing)
 
 
 # --------------------------------------------------------------------------- isolation

@@ -47,18 +47,16 @@ SUITE_PACKAGE = __name__.split(".", 1)[0]
 #: What the suite imports besides torch and accelerate (the ``test`` extra of fp8ref).
 REQUIREMENTS = ("pytest", "hypothesis", "transformers", "torchao")
 
-#: Worker processes of a check when pytest-xdist is installed (``fp8ref check -n N`` changes it).
-DEFAULT_WORKERS = 2
+#: pytest-xdist workers of a check (``fp8ref check -n N`` changes it). None by default: one process, whose children
+#: (probes, FSDP2 ranks, DeepSpeed) start when collection ends and run on the other core beside the in-process tests
+#: (:mod:`.kit.early`). Two workers each paid the imports (about 6 s of a core) and started the children only at
+#: their first test: on a 2-core machine 43 s against 29 s for one process.
+DEFAULT_WORKERS = 0
 
 
 def missing_requirements() -> list[str]:
     """The suite's requirements that cannot be found in this environment."""
     return [name for name in REQUIREMENTS if importlib.util.find_spec(name) is None]
-
-
-def default_workers() -> int:
-    """``DEFAULT_WORKERS`` when pytest-xdist is importable, else 0 (one process)."""
-    return DEFAULT_WORKERS if importlib.util.find_spec("xdist") is not None else 0
 
 
 def pytest_command(
@@ -216,8 +214,8 @@ def run_check(
     ``xfails`` is a known-failures file per implementation (see the module docstring); ``write_xfails`` writes
     one listing the clauses that fail today. ``markdown`` and ``png`` write the table as Markdown (its clause
     links point to ``spec_url`` when given, else to the installed spec relative to the file) and as a
-    picture. ``workers`` is the number of pytest-xdist workers (default 2 when pytest-xdist is installed; 0
-    runs in one process). ``extra_args`` are passed to pytest.
+    picture. ``workers`` is the number of pytest-xdist workers (default 0: one process, its
+    children started early). ``extra_args`` are passed to pytest.
     """
     out = stream if stream is not None else sys.stdout
     impls = [impl] if isinstance(impl, str) else list(impl)
@@ -236,7 +234,7 @@ def run_check(
     if isinstance(files, str):
         print(files, file=out)
         return 2
-    workers = default_workers() if workers is None else workers
+    workers = DEFAULT_WORKERS if workers is None else workers
     results: dict[str, tuple[int, dict[str, Any] | None]] = {}
     with tempfile.TemporaryDirectory(prefix="fp8ref-check-") as tmp:
         for index, name in enumerate(impls):

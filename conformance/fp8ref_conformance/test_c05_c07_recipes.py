@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from .kit.contract import TE_BY_AUTO_CALLS, make_args
+from .kit.early import EarlyStart
 from .kit.logs import capture_logs
-from .kit.processes import run_probe
+from .kit.processes import run_probe, start_probe
 from .kit.standin_te import standin_te
 
 TORCHAO_BACKENDS = ["torchao", "auto"]
@@ -160,6 +161,13 @@ def test_c7_te_gives_one_te_recipe_hybrid_16_max(impl: types.ModuleType, standin
     with standin_te(standin_te_dir):
         handler = _only_handler(impl, make_args(fp8=True, backend="te"))
         _assert_te_recipe(handler)
+
+
+def start_children_early(early: EarlyStart) -> None:
+    """The probe of ``auto`` without torchao, before the first test (see :mod:`.kit.early`)."""
+    if early.uses("te_by_auto") and "create_fp8_kwargs" not in early.missing:
+        standin = early.standin_te_dir()
+        start_probe(early.impl_name, TE_BY_AUTO_CALLS, hide=("torchao",), standin_dir=standin, early=True)
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from .kit.contract import ALLOWED_ENV_PREFIXES, TE_BY_AUTO_CALLS, make_args
+from .kit.early import EarlyStart
 from .kit.env import env_diff, env_snapshot, fp8_env_prefixes
-from .kit.processes import run_probe
+from .kit.processes import run_probe, start_probe
 from .kit.standin_te import standin_te
 from .kit.strategies import environments, suite_settings, valid_backends
 
@@ -70,6 +71,13 @@ def test_c8b_sets_accelerate_fp8_backend_to_te_for_te(impl: types.ModuleType, st
     with standin_te(standin_te_dir):
         value = _configure(impl, make_args(fp8=True, backend="te")).get("ACCELERATE_FP8_BACKEND")
     assert value == "TE", f"ACCELERATE_FP8_BACKEND={value!r}"
+
+
+def start_children_early(early: EarlyStart) -> None:
+    """The probe of ``auto`` without torchao, before the first test (see :mod:`.kit.early`)."""
+    if early.uses("te_by_auto") and "configure_fp8_environment" not in early.missing:
+        standin = early.standin_te_dir()
+        start_probe(early.impl_name, TE_BY_AUTO_CALLS, hide=("torchao",), standin_dir=standin, early=True)
 
 
 @pytest.fixture(scope="module")

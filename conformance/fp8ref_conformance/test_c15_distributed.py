@@ -25,7 +25,17 @@ from typing import Any
 import pytest
 
 from .kit.contract import make_args
-from .kit.processes import child_environment, child_module, read_rank_files, start, torchrun_command
+from .kit.early import EarlyStart
+from .kit.processes import (
+    Child,
+    child_environment,
+    child_module,
+    claim,
+    read_rank_files,
+    register,
+    start,
+    torchrun_command,
+)
 from .kit.verdicts import block_unless
 
 CHILD = "fsdp_float8"
@@ -35,26 +45,49 @@ TIMEOUT_S = 240.0
 FLOAT8_WEIGHT = "WeightWithDynamicFloat8CastTensor"
 
 
-def launch(impl_name: str, out_dir: Path, *, timeout: float = TIMEOUT_S) -> tuple[int, str]:
-    """Run the child under ``torch.distributed.run`` with two CPU ranks; returns (exit code, output)."""
+#: The functions the ranks call.
+NEEDS = ("configure_fp8_environment", "create_fp8_kwargs", "get_fp8_mixed_precision")
+
+
+def launch(impl_name: str, out_dir: Path) -> Child:
+    """Start the child under ``torch.distributed.run`` with two CPU ranks."""
     args = ["--impl", impl_name, "--out", str(out_dir), "--steps", str(STEPS)]
     command = torchrun_command(NPROC, child_module(CHILD), args)
-    return start(command, child_environment(), "the 2-process FSDP2 run").wait(timeout)
+    return start(command, child_environment(), "the 2-process FSDP2 run")
+
+
+def start_children_early(early: EarlyStart) -> None:
+    """The two-process run, before the first test (see :mod:`.kit.early`); the fixture still judges first whether
+    there is anything to run (an implementation that drops the flag gets its verdict and the run is stopped)."""
+    if early.uses("fsdp_run") and not set(NEEDS) & set(early.missing) and _gloo_skip_reason() is None:
+        out_dir = early.temp_dir("c15")
+        register(CHILD, launch(early.impl_name, out_dir), out_dir)
+
+
+def _gloo_skip_reason() -> str | None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_gloo_available():
+        return None
+    return "this torch build has no gloo backend for torch.distributed"
 
 
 @pytest.fixture(scope="module")
 def fsdp_run(impl_name: str, impl: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One 2-process run shared by the C15 tests (starting it costs several seconds)."""
-    import torch.distributed as dist
-
-    # The workers call these three; a module without one of them fails here, naming it.
-    impl.require("configure_fp8_environment", "create_fp8_kwargs", "get_fp8_mixed_precision")
-
-    if not (dist.is_available() and dist.is_gloo_available()):
-        pytest.skip("this torch build has no gloo backend for torch.distributed")
-    _require_all_gather_config(impl)
-    out_dir = tmp_path_factory.mktemp("c15")
-    code, output = launch(impl_name, out_dir)
+    """One 2-process run shared by the C15 tests (starting it costs several seconds), or the one started early."""
+    started = claim(CHILD)
+    try:
+        impl.require(*NEEDS)  # the workers call these three; a module without one of them fails here, naming it
+        reason = _gloo_skip_reason()
+        if reason:
+            pytest.skip(reason)
+        _require_all_gather_config(impl)
+    except BaseException:
+        if started is not None:
+            started[0].stop()
+        raise
+    child, out_dir = started if started is not None else (None, tmp_path_factory.mktemp("c15"))
+    code, output = (child or launch(impl_name, out_dir)).wait(TIMEOUT_S)
     return {"code": code, "output": output, "ranks": read_rank_files(out_dir, "rank")}
 
 

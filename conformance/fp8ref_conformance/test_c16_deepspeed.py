@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,14 @@ import pytest
 from .children.deepspeed_trainer import RUN_NEEDS
 from .implementation import Implementation
 from .kit.capabilities import cuda_fp8_skip_reason, package_skip_reason, real_te_skip_reason
+from .kit.early import EarlyStart
 from .kit.messages import names_all_gather_and_deepspeed
 from .kit.processes import (
     Child,
     child_environment,
+    claim,
     read_rank_files,
+    register,
     single_rank_environment,
     start_module,
 )
@@ -127,14 +130,12 @@ def _plan(needs: dict[str, set[str]]) -> str:
     return ";".join(f"{case}:{','.join(r for r in RUN_ORDER if r in runs)}" for case, runs in sorted(needs.items()))
 
 
-def _selected_needs(request: pytest.FixtureRequest, missing: tuple[str, ...]) -> dict[str, set[str]]:
-    """The runs the selected CPU tests of this module need, by case, leaving out runs that need a function the
-    implementation lacks (their tests say ``missing``)."""
+def _selected_needs(items: Iterable[pytest.Item], missing: tuple[str, ...]) -> dict[str, set[str]]:
+    """The runs the selected CPU tests of this module (``items``) need, by case, leaving out runs that need a
+    function the implementation lacks (their tests say ``missing``)."""
     needs: dict[str, set[str]] = {}
     runnable = {name for name, functions in RUN_NEEDS.items() if not set(functions) & set(missing)}
-    for item in request.session.items:
-        if getattr(item, "module", None) is not request.module:
-            continue
+    for item in items:
         name = getattr(item, "originalname", None) or item.name
         params = getattr(getattr(item, "callspec", None), "params", {})
         if params.get("device") == "cuda":
@@ -148,25 +149,45 @@ def _selected_needs(request: pytest.FixtureRequest, missing: tuple[str, ...]) ->
     return {case: runs for case, runs in needs.items() if runs}
 
 
+def _timeout(needs: dict[str, set[str]]) -> float:
+    return BASE_S + PER_RUN_S * sum(len(runs) for runs in needs.values())
+
+
+def _start_single_rank(impl_name: str, needs: dict[str, set[str]], out: Path, standin: Path) -> Child:
+    extra = ("--standin-te", str(standin))
+    return _start(impl_name, out, plan=_plan(needs), what="the DeepSpeed run", extra=extra)
+
+
+def start_children_early(early: EarlyStart) -> None:
+    """The single-rank DeepSpeed run, before the first test (see :mod:`.kit.early`)."""
+    needs = _selected_needs(early.items, early.missing)
+    if needs and package_skip_reason("deepspeed") is None:
+        out = early.temp_dir("c16") / "single.json"
+        register(CHILD, _start_single_rank(early.impl_name, needs, out, early.standin_te_dir()), out)
+
+
 @pytest.fixture(scope="module")
 def single_rank(
     request: pytest.FixtureRequest, impl: Implementation, impl_name: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pending]:
     """The one DeepSpeed process the selected CPU tests need (none when they need no run), with time for its
-    runs; killed at the end."""
+    runs, or the one started early; killed at the end."""
+    started = claim(CHILD)
     reason = package_skip_reason("deepspeed")
     if reason:
+        if started is not None:
+            started[0].stop()
         pytest.skip(reason)
-    needs = _selected_needs(request, impl.missing)
-    standin = request.getfixturevalue("standin_te_dir")
-    out = tmp_path_factory.mktemp("c16") / "single.json"
-    runs = sum(len(r) for r in needs.values())
-    child = (
-        _start(impl_name, out, plan=_plan(needs), what="the DeepSpeed run", extra=("--standin-te", str(standin)))
-        if needs
-        else None
-    )
-    pending = Pending(child, out, 1, BASE_S + PER_RUN_S * runs)
+    items = [item for item in request.session.items if getattr(item, "module", None) is request.module]
+    needs = _selected_needs(items, impl.missing)
+    if started is not None:
+        child, out = started
+    elif needs:
+        out = tmp_path_factory.mktemp("c16") / "single.json"
+        child = _start_single_rank(impl_name, needs, out, request.getfixturevalue("standin_te_dir"))
+    else:
+        child, out = None, tmp_path_factory.mktemp("c16") / "single.json"
+    pending = Pending(child, out, 1, _timeout(needs))
     yield pending
     if child is not None:
         child.stop()

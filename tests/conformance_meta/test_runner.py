@@ -13,7 +13,7 @@ import pytest
 
 from fp8ref.cli import build_parser
 from fp8ref_conformance.report.render import markdown_table
-from fp8ref_conformance.runner import default_workers, pytest_command, run_check
+from fp8ref_conformance.runner import DEFAULT_WORKERS, pytest_command, run_check
 
 BROKEN_DIR = Path(__file__).resolve().parent / "broken"
 
@@ -31,12 +31,11 @@ def test_pytest_command_selects_marker_impl_report_xfails_and_workers() -> None:
     assert pytest_command("m", True, "r")[pytest_command("m", True, "r").index("-m", 3) + 1] == "gpu"
 
 
-def test_check_runs_on_two_xdist_workers_by_default_and_passes_n_through() -> None:
-    pytest.importorskip("xdist", reason="pytest-xdist is not installed: fp8ref check then runs in one process")
-    assert default_workers() == 2
+def test_check_runs_in_one_process_by_default_and_passes_n_through() -> None:
+    assert DEFAULT_WORKERS == 0
     args = build_parser().parse_args(["check", "--impl", "a", "--impl", "b", "-n", "4", "--xfails", "k.txt"])
     assert (args.impl, args.workers, args.xfails) == (["a", "b"], 4, "k.txt")
-    assert build_parser().parse_args(["check"]).workers is None, "None: the runner's default (2 with xdist)"
+    assert build_parser().parse_args(["check"]).workers is None, "None: the runner's default (one process)"
 
 
 def test_check_across_implementations_one_table_markdown_png_and_report(

@@ -7,7 +7,8 @@ launcher (``torch.distributed.run``'s rendezvous) or the one rank's own store bi
 
 - :func:`run_probe`: contract calls in a fresh interpreter where some packages are hidden (C4, C7, C8b);
 - :func:`start_module` and :func:`torchrun_command`: the FSDP2 (C15) and DeepSpeed (C16) workers, one rank or
-  several under ``torch.distributed.run``.
+  several under ``torch.distributed.run``;
+- :func:`register` and :func:`claim`: a child started before its test (:mod:`.early`) is handed to that test.
 """
 
 from __future__ import annotations
@@ -133,7 +134,65 @@ def start_module(name: str, args: list[str], env: dict[str, str], what: str) -> 
     return start([sys.executable, "-m", child_module(name), *args], env, what)
 
 
+#: The children started early (:mod:`.early`) and not yet claimed, by key, each with what its test needs to read its
+#: results.
+_STARTED: dict[str, tuple[Child, Any]] = {}
+
+
+def register(key: str, child: Child, data: Any = None) -> None:
+    """Keep ``child``, started before its test, for the test that will :func:`claim` it under ``key``."""
+    stale = _STARTED.pop(key, None)
+    if stale is not None:
+        stale[0].stop()
+    _STARTED[key] = (child, data)
+
+
+def claim(key: str) -> tuple[Child, Any] | None:
+    """The child started early under ``key`` and its data, now the caller's to wait for; ``None`` if none was."""
+    return _STARTED.pop(key, None)
+
+
+def stop_unclaimed() -> None:
+    """Stop every child started early that no test claimed (its tests were skipped, blocked or failed first)."""
+    while _STARTED:
+        _, (child, _) = _STARTED.popitem()
+        child.stop()
+
+
 _PROBE_CACHE: dict[str, dict[str, Any]] = {}
+
+
+def _probe_key(
+    impl: str, calls: list[dict[str, Any]], hide: tuple[str, ...], standin_dir: Path | None, report: tuple[str, ...]
+) -> str:
+    return "probe:" + json.dumps([impl, calls, list(hide), str(standin_dir), list(report)], sort_keys=True)
+
+
+def start_probe(
+    impl: str,
+    calls: list[dict[str, Any]],
+    *,
+    hide: tuple[str, ...] = (),
+    standin_dir: Path | None = None,
+    report_imported: tuple[str, ...] = (),
+    early: bool = False,
+) -> Child:
+    """Start the probe of :func:`run_probe` with the same arguments; ``early``: register it for that call (one
+    probe for one request, however many modules ask for it early)."""
+    key = _probe_key(impl, calls, hide, standin_dir, report_imported)
+    if early and key in _STARTED:
+        return _STARTED[key][0]
+    spec = {
+        "impl": impl,
+        "hide": list(hide),
+        "standin": str(standin_dir) if standin_dir else None,
+        "calls": calls,
+        "report": list(report_imported),
+    }
+    child = start_module("probe", [json.dumps(spec)], child_environment(), f"the probe of {impl!r}")
+    if early:
+        register(key, child)
+    return child
 
 
 def run_probe(
@@ -149,19 +208,17 @@ def run_probe(
 
     Each call is ``{"id": str, "fn": contract function name, "args": {attribute: value}}``. Returns
     ``{"results": [...], "imported": {...}}`` as written by ``children/probe.py``; the same request is
-    answered once per session.
+    answered once per session, and a probe started early (:func:`start_probe`) is waited for, not started again.
     """
-    key = json.dumps([impl, calls, hide, str(standin_dir), report_imported], sort_keys=True)
+    key = _probe_key(impl, calls, hide, standin_dir, report_imported)
     if key in _PROBE_CACHE:
         return _PROBE_CACHE[key]
-    spec = {
-        "impl": impl,
-        "hide": list(hide),
-        "standin": str(standin_dir) if standin_dir else None,
-        "calls": calls,
-        "report": list(report_imported),
-    }
-    child = start_module("probe", [json.dumps(spec)], child_environment(), f"the probe of {impl!r}")
+    started = claim(key)
+    child = (
+        started[0]
+        if started
+        else start_probe(impl, calls, hide=hide, standin_dir=standin_dir, report_imported=report_imported)
+    )
     code, output = child.wait(timeout)
     payload = [line for line in output.splitlines() if line.startswith(PROBE_MARKER)]
     if code != 0 or not payload:
