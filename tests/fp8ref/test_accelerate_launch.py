@@ -30,7 +30,11 @@ TIMEOUT_S = 180.0
 TRUE = ("1", "true", "yes", "on")
 
 
-def launch(mode: str, out: Path) -> tuple[int, str]:
+#: The script's modes, run in turn by one launch.
+MODES = ("args", "env")
+
+
+def launch(out: Path) -> tuple[int, str]:
     command = [
         sys.executable,
         "-m",
@@ -42,8 +46,7 @@ def launch(mode: str, out: Path) -> tuple[int, str]:
         str(SCRIPT),
         "--out",
         str(out),
-        "--mode",
-        mode,
+        *(arg for mode in MODES for arg in ("--mode", mode)),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "FP8_"))}
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -65,14 +68,18 @@ def launch(mode: str, out: Path) -> tuple[int, str]:
     return proc.returncode, output
 
 
-def run_launched(mode: str, tmp_path: Path) -> dict[str, Any]:
-    out = tmp_path / "result.json"
-    code, output = launch(mode, out)
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """One ``accelerate launch`` of the script with both modes (a launch costs two interpreters' imports)."""
+    out = tmp_path_factory.mktemp("launch") / "result.json"
+    code, output = launch(out)
     assert code == 0, f"accelerate launch exited with {code}:\n{output[-4000:]}"
     assert out.is_file(), f"the launched script wrote no result:\n{output[-4000:]}"
-    result: dict[str, Any] = json.loads(out.read_text())
-    result["output"] = output
-    return result
+    results: dict[str, dict[str, Any]] = json.loads(out.read_text())
+    assert sorted(results) == sorted(MODES), f"the script ran {sorted(results)}, not every mode:\n{output[-4000:]}"
+    for mode, result in results.items():
+        result["output"] = "\n".join(line for line in output.splitlines() if line.startswith(f"[{mode}] "))
+    return results
 
 
 def check_fp8_in_effect(result: dict[str, Any]) -> dict[str, Any]:
@@ -94,18 +101,18 @@ def check_fp8_in_effect(result: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def test_accelerate_launch_config_with_configure_and_patch(tmp_path: Path) -> None:
+def test_accelerate_launch_config_with_configure_and_patch(launched: dict[str, dict[str, Any]]) -> None:
     """The script's own FP8 arguments (torchao, no all-gather) win over the launcher's defaults: rowwise."""
-    report = check_fp8_in_effect(run_launched("args", tmp_path))
+    report = check_fp8_in_effect(launched["args"])
     assert report["recipe"] == "rowwise"
 
 
-def test_accelerate_launch_config_with_patch_only(tmp_path: Path) -> None:
+def test_accelerate_launch_config_with_patch_only(launched: dict[str, dict[str, Any]]) -> None:
     """``patch_accelerator_for_fp8()`` without arguments reads the request that ``accelerate launch`` set.
 
     ``accelerate launch`` defaults ``--fp8_enable_fsdp_float8_all_gather`` to true, so the environment asks for
     float8 all-gather, and fp8ref then builds the tensorwise recipe that the all-gather needs."""
-    result = run_launched("env", tmp_path)
+    result = launched["env"]
     report = check_fp8_in_effect(result)
     all_gather = result["launch_env"].get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER", "").lower() in TRUE
     assert report["recipe"] == ("tensorwise + fsdp float8 all-gather" if all_gather else "rowwise")

@@ -1,14 +1,16 @@
 """Script that ``tests/fp8ref/test_accelerate_launch.py`` runs under ``accelerate launch --config_file ...``.
 
-Usage: ``accelerate_fp8.py --out RESULT.json --mode {args,env}``.
+Usage: ``accelerate_fp8.py --out RESULT.json --mode args --mode env`` (each mode in turn, each from the state
+the launcher left: one launch pays the imports once).
 
 - ``args``: ``configure_fp8_environment(args)`` then ``patch_accelerator_for_fp8()``, as a training script
   with its own FP8 arguments does;
 - ``env``: only ``patch_accelerator_for_fp8()``, which reads the request from the environment that
   ``accelerate launch`` set from the config file.
 
-Then ``Accelerator()``, ``prepare(model, optimizer)``, one training step, and ``verify_fp8_status``; the
-report, the loss and the launch environment this process saw are written to ``RESULT.json``.
+Then ``Accelerator()``, ``prepare(model, optimizer)``, one training step, and ``verify_fp8_status``; for each mode the
+report, the loss and the launch environment this process saw are written to ``RESULT.json`` (by mode). Between
+modes the suite's isolation puts back the environment, accelerate's state and the patched ``Accelerator``.
 """
 
 from __future__ import annotations
@@ -40,19 +42,15 @@ class Tiny(nn.Module):
         return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--mode", choices=("args", "env"), required=True)
-    options = parser.parse_args(argv)
-
+def run_mode(mode: str) -> dict[str, Any]:
+    """One mode from the launcher's state: its result (the launch environment, the run, verify's report)."""
     launch_env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("ACCELERATE_", "FP8_"))}
     from accelerate import Accelerator
 
     import fp8ref
 
     args = types.SimpleNamespace(fp8=True, fp8_backend="torchao", fp8_enable_fsdp_float8_all_gather=False)
-    if options.mode == "args":
+    if mode == "args":
         fp8ref.configure_fp8_environment(args)
     fp8ref.patch_accelerator_for_fp8()
 
@@ -68,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     optimizer.zero_grad()
 
     report = fp8ref.verify_fp8_status(accelerator, args)
-    result: dict[str, Any] = {
+    print(f"[{mode}] {report.summary()}")
+    return {
         "launch_env": launch_env,
         "distributed_type": str(accelerator.distributed_type),
         "device": str(accelerator.device),
@@ -77,9 +76,22 @@ def main(argv: list[str] | None = None) -> int:
         "report": report.to_dict(),
         "summary": report.summary(),
     }
-    options.out.write_text(json.dumps(result, indent=2))
-    print(report.summary())
-    return 0 if report.in_effect and math.isfinite(result["loss"]) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--mode", choices=("args", "env"), action="append", required=True)
+    options = parser.parse_args(argv)
+    from fp8ref_conformance.kit.isolation import isolated
+
+    results: dict[str, dict[str, Any]] = {}
+    for mode in options.mode:
+        with isolated():
+            results[mode] = run_mode(mode)
+    options.out.write_text(json.dumps(results, indent=2))
+    ok = all(r["report"]["in_effect"] and math.isfinite(r["loss"]) for r in results.values())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
