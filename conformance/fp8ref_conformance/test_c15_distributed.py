@@ -24,13 +24,16 @@ from typing import Any
 
 import pytest
 
+from .children.fsdp_float8 import INIT_METHOD_VARIABLE
 from .kit.contract import make_args
 from .kit.early import EarlyStart
+from .kit.forks import can_fork
 from .kit.processes import (
     Child,
     child_environment,
     child_module,
     claim,
+    fork_child,
     read_rank_files,
     register,
     start,
@@ -49,11 +52,15 @@ FLOAT8_WEIGHT = "WeightWithDynamicFloat8CastTensor"
 NEEDS = ("configure_fp8_environment", "create_fp8_kwargs", "get_fp8_mixed_precision")
 
 
-def launch(impl_name: str, out_dir: Path) -> Child:
-    """Start the child under ``torch.distributed.run`` with two CPU ranks."""
+def launch(impl_name: str, out_dir: Path, *, fork: bool = False) -> Child:
+    """Start the child with two CPU ranks: under ``torch.distributed.run``, or ``fork``\\ ed from this process before
+    any test ran (:mod:`.kit.forks`), the ranks meeting through a file in ``out_dir``."""
     args = ["--impl", impl_name, "--out", str(out_dir), "--steps", str(STEPS)]
-    command = torchrun_command(NPROC, child_module(CHILD), args)
-    return start(command, child_environment(), "the 2-process FSDP2 run")
+    what = "the 2-process FSDP2 run"
+    if fork:
+        env = child_environment(**{INIT_METHOD_VARIABLE: f"file://{out_dir / 'rendezvous'}"})
+        return fork_child(CHILD, args, env, what, out_dir, ranks=NPROC)
+    return start(torchrun_command(NPROC, child_module(CHILD), args), child_environment(), what)
 
 
 def start_children_early(early: EarlyStart) -> None:
@@ -61,7 +68,7 @@ def start_children_early(early: EarlyStart) -> None:
     there is anything to run (an implementation that drops the flag gets its verdict and the run is stopped)."""
     if early.uses("fsdp_run") and not set(NEEDS) & set(early.missing) and _gloo_skip_reason() is None:
         out_dir = early.temp_dir("c15")
-        register(CHILD, launch(early.impl_name, out_dir), out_dir)
+        register(CHILD, launch(early.impl_name, out_dir, fork=can_fork()), out_dir)
 
 
 def _gloo_skip_reason() -> str | None:

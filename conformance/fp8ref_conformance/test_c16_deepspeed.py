@@ -34,11 +34,13 @@ from .children.deepspeed_trainer import RUN_NEEDS
 from .implementation import Implementation
 from .kit.capabilities import cuda_fp8_skip_reason, package_skip_reason, real_te_skip_reason
 from .kit.early import EarlyStart
+from .kit.forks import can_fork
 from .kit.messages import names_all_gather_and_deepspeed
 from .kit.processes import (
     Child,
     child_environment,
     claim,
+    fork_child,
     read_rank_files,
     register,
     single_rank_environment,
@@ -119,11 +121,13 @@ def _start(
     what: str,
     extra: tuple[str, ...] = (),
     accelerator: str = "cpu",
+    fork: bool = False,
 ) -> Child:
-    """The DeepSpeed child as rank 0 of 1 (its own store binds a port the system picks)."""
+    """The DeepSpeed child as rank 0 of 1 (its own store binds a port the system picks); ``fork``: forked from this
+    process before any test ran (:mod:`.kit.forks`)."""
     env = child_environment(DS_ACCELERATOR=accelerator, **single_rank_environment())
     args = ["--impl", impl_name, "--out", str(out), "--plan", plan, *extra]
-    return start_module(CHILD, args, env, what)
+    return fork_child(CHILD, args, env, what, out.parent) if fork else start_module(CHILD, args, env, what)
 
 
 def _plan(needs: dict[str, set[str]]) -> str:
@@ -153,9 +157,11 @@ def _timeout(needs: dict[str, set[str]]) -> float:
     return BASE_S + PER_RUN_S * sum(len(runs) for runs in needs.values())
 
 
-def _start_single_rank(impl_name: str, needs: dict[str, set[str]], out: Path, standin: Path) -> Child:
+def _start_single_rank(
+    impl_name: str, needs: dict[str, set[str]], out: Path, standin: Path, *, fork: bool = False
+) -> Child:
     extra = ("--standin-te", str(standin))
-    return _start(impl_name, out, plan=_plan(needs), what="the DeepSpeed run", extra=extra)
+    return _start(impl_name, out, plan=_plan(needs), what="the DeepSpeed run", extra=extra, fork=fork)
 
 
 def start_children_early(early: EarlyStart) -> None:
@@ -163,7 +169,8 @@ def start_children_early(early: EarlyStart) -> None:
     needs = _selected_needs(early.items, early.missing)
     if needs and package_skip_reason("deepspeed") is None:
         out = early.temp_dir("c16") / "single.json"
-        register(CHILD, _start_single_rank(early.impl_name, needs, out, early.standin_te_dir()), out)
+        child = _start_single_rank(early.impl_name, needs, out, early.standin_te_dir(), fork=can_fork())
+        register(CHILD, child, out)
 
 
 @pytest.fixture(scope="module")

@@ -168,6 +168,10 @@ def run(impl_name: str, steps: int) -> dict[str, Any]:
     return result
 
 
+#: Where forked ranks meet (``file://PATH``); unset under ``torch.distributed.run``.
+INIT_METHOD_VARIABLE = "CONFORMANCE_INIT_METHOD"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--impl", required=True, help="module offering the five FP8 helper functions")
@@ -177,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
+    # Forked ranks (kit/forks.py) meet through a file the test names; under torch.distributed.run, through its store.
+    init_method = os.environ.get(INIT_METHOD_VARIABLE)
+    if init_method:
+        dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
+    else:
+        dist.init_process_group("gloo")
     payload: dict[str, Any] = {"rank": rank, "world_size": world_size, "backend": dist.get_backend()}
     return run_rank(lambda: run(options.impl, options.steps), payload, options.out / f"rank{rank}.json")
 

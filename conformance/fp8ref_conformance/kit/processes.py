@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -83,7 +83,7 @@ def torchrun_command(nproc: int, module: str, args: list[str]) -> list[str]:
     ]
 
 
-def kill_group(proc: subprocess.Popen[str]) -> None:
+def kill_group(proc: Process) -> None:
     """Terminate a child and everything it started (they share its session), then make sure they are gone."""
     if proc.poll() is not None:
         return
@@ -97,11 +97,24 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
             continue
 
 
+class Process(Protocol):
+    """What :class:`Child` uses of a process: a :class:`subprocess.Popen`, or a :class:`.forks.ForkedProcess`."""
+
+    pid: int
+    returncode: int | Any
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def communicate(self, input: Any = None, timeout: float | None = None) -> tuple[str, Any]: ...
+
+
 @dataclass
 class Child:
     """A started child process: :meth:`wait` for its exit status and output, within a time bound."""
 
-    proc: subprocess.Popen[str]
+    proc: Process
     what: str
     started: float
 
@@ -132,6 +145,17 @@ def start(command: list[str], env: dict[str, str], what: str) -> Child:
 def start_module(name: str, args: list[str], env: dict[str, str], what: str) -> Child:
     """``python -m fp8ref_conformance.children.<name> ARGS`` (one process)."""
     return start([sys.executable, "-m", child_module(name), *args], env, what)
+
+
+def fork_child(
+    name: str, args: list[str], env: dict[str, str], what: str, output_dir: Path, *, ranks: int = 0
+) -> Child:
+    """The child ``name`` forked from this process (:mod:`.forks`; only before any test ran), ``ranks`` of it with
+    ``ranks``."""
+    from .forks import fork_module, preload
+
+    preload()
+    return Child(fork_module(child_module(name), args, env, output_dir, ranks=ranks), what, time.monotonic())
 
 
 #: The children started early (:mod:`.early`) and not yet claimed, by key, each with what its test needs to read its
