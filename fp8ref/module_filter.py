@@ -24,8 +24,6 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-import torch.nn as nn
-
 from fp8ref.config import TorchaoRecipe
 
 HEAD_AND_EMBEDDING_NAMES: frozenset[str] = frozenset(
@@ -106,6 +104,8 @@ def explain(module: Any, fqn: str, *, size_threshold: SizeThreshold | None = Non
 
     Pure: it only reads ``type(module)``, ``in_features`` and ``out_features``.
     """
+    import torch.nn as nn  # here, not at the top: ``import fp8ref`` does not import torch
+
     if not isinstance(module, nn.Linear):
         return FilterDecision(fqn, False, SkipReason.NOT_LINEAR, f"{type(module).__name__} is not an nn.Linear")
     adapter = lora_adapter_component(fqn)

@@ -61,3 +61,31 @@ def test_doctor_says_neither_backend_is_installed_and_how_to_install_one() -> No
     assert "[NO ] torchao" in result.stdout and "[NO ] te" in result.stdout
     assert "Neither FP8 backend is usable here" in result.stdout
     assert "pip install torchao" in result.stdout
+
+
+def test_import_fp8ref_and_its_command_line_do_not_import_torch_until_a_helper_is_used() -> None:
+    """``fp8ref check`` hands the suite to a child process: its own process need not pay torch's import (about 2 s
+    of a core). Every public name still resolves, ``fp8ref.module_filter`` stays the function (not the submodule
+    of that name), and ``from fp8ref import *`` gives all of ``__all__``."""
+    done = _run(
+        """
+        import json, sys, fp8ref, fp8ref.cli
+        before = "torch" in sys.modules
+        missing = [name for name in fp8ref.__all__ if getattr(fp8ref, name, None) is None]
+        import fp8ref.recipes
+        namespace = {}
+        exec("from fp8ref import *", namespace)
+        is_function = callable(fp8ref.module_filter) and not isinstance(fp8ref.module_filter, type(sys))
+        print(json.dumps({"torch_before": before, "torch_after": "torch" in sys.modules, "missing": missing,
+                          "filter_is_function": is_function, "star": sorted(set(fp8ref.__all__) - set(namespace))}))
+        """
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {
+        "torch_before": False,
+        "torch_after": True,
+        "missing": [],
+        "filter_is_function": True,
+        "star": [],
+    }, result
