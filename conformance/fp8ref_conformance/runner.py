@@ -30,15 +30,10 @@ from typing import Any, TextIO
 from .kit.env import without_fp8_variables
 from .kit.strategies import THOROUGH_ENV_VAR
 from .plugin import NO_TABLE_ENV
+from .report.document import spec_base_for, write_markdown
 from .report.known import write_known_failures_of
 from .report.picture import draw_table
 from .report.render import across_table_lines, failure_lines, format_table, markdown_table
-from .spec import SPEC_PATH
-
-#: A Markdown file that holds these two lines gets the table written between them (the rest is kept), so that
-#: one command regenerates the table of a document with prose around it.
-MARKDOWN_BEGIN = "<!-- fp8ref check: table begins (regenerated, do not edit) -->"
-MARKDOWN_END = "<!-- fp8ref check: table ends -->"
 
 #: The suite's import name.
 SUITE_PACKAGE = __name__.split(".", 1)[0]
@@ -168,29 +163,6 @@ def column_label(impl: str, data: Mapping[str, Any] | None) -> str:
         return impl
     version = (data or {}).get("implementation", {}).get("version")
     return f"{module} {version}" if version else impl
-
-
-def write_markdown(path: str | Path, table: str) -> Path:
-    """Write ``table`` to ``path``: between :data:`MARKDOWN_BEGIN` and :data:`MARKDOWN_END` when the file holds
-    both (the rest of the document is kept), else as the whole file."""
-    path = Path(path)
-    text = path.read_text() if path.exists() else ""
-    if MARKDOWN_BEGIN in text and MARKDOWN_END in text.split(MARKDOWN_BEGIN, 1)[1]:
-        before, rest = text.split(MARKDOWN_BEGIN, 1)
-        after = rest.split(MARKDOWN_END, 1)[1]
-        path.write_text(f"{before}{MARKDOWN_BEGIN}\n\n{table}\n{MARKDOWN_END}{after}")
-    else:
-        path.write_text(table)
-    return path
-
-
-def spec_base_for(markdown: str | Path, spec_url: str | None) -> str:
-    """Where the Markdown table's clause links point: ``spec_url`` (for a table meant for a pull request, the
-    spec's address), else the installed ``SPEC.md`` relative to the written file (in a checkout of the
-    repository: ``../conformance/fp8ref_conformance/SPEC.md`` from ``docs/``)."""
-    if spec_url:
-        return spec_url.split("#", 1)[0]
-    return os.path.relpath(SPEC_PATH, Path(markdown).resolve().parent).replace(os.sep, "/")
 
 
 def run_check(
