@@ -27,8 +27,9 @@ from torch import nn
 
 from .implementation import Implementation
 from .kit import early
-from .kit.contract import make_args
+from .kit.contract import make_args, te_by_auto_probe
 from .kit.isolation import Snapshot, drop_fp8_variables, reset_accelerate_state, snapshot
+from .kit.processes import run_probe
 from .plugin import implementation_of
 
 
@@ -78,6 +79,17 @@ def standin_te_dir(pytestconfig: pytest.Config) -> Path:
     with :func:`.kit.standin_te.standin_te`). It only lets accelerate build TE recipes and convert models on a
     machine without TE; it never serves a G clause."""
     return early.standin_te_dir(pytestconfig)
+
+
+@pytest.fixture(scope="module")
+def te_by_auto(
+    request: pytest.FixtureRequest, impl_name: str, impl: Implementation, standin_te_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """``auto`` in a fresh interpreter where torchao is not importable and the stand-in TE is, by call id (C7 and
+    C8b read one child); the module's ``TE_BY_AUTO_NEEDS`` names the function its tests read."""
+    impl.require(request.module.TE_BY_AUTO_NEEDS)
+    out = run_probe(te_by_auto_probe(impl_name, standin_te_dir))
+    return {r["id"]: r for r in out["results"]}
 
 
 # --------------------------------------------------------------------------- children started early

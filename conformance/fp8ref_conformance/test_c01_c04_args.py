@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .kit.contract import NO_BACKEND_CALLS, make_args
+from .kit.contract import make_args, no_backend_probe
 from .kit.early import EarlyStart
 from .kit.env import env_diff, env_snapshot, fp8_env_prefixes
 from .kit.messages import mentions_package, mentions_word
-from .kit.processes import run_probe, start_probe
+from .kit.processes import run_probe
 from .kit.strategies import environments, invalid_backends, suite_settings, valid_backends
 
 # The isolation of the suite is done by hooks, not fixtures; only session fixtures are used here.
@@ -141,12 +141,7 @@ def test_c3_property_invalid_backend_raises_value_error_and_keeps_environment(
 
 def start_children_early(early: EarlyStart) -> None:
     """C4's probe, before the first test (see :mod:`.kit.early`)."""
-    if early.uses("no_backend_results") and "create_fp8_kwargs" not in early.missing:
-        start_probe(early.impl_name, NO_BACKEND_CALLS, hide=NO_BACKEND_HIDDEN, early=True)
-
-
-#: The packages the C4 probe hides.
-NO_BACKEND_HIDDEN = ("torchao", "transformer_engine")
+    early.probe("no_backend_results", "create_fp8_kwargs", no_backend_probe(early.impl_name))
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +149,7 @@ def no_backend_results(impl_name: str, impl: types.ModuleType) -> dict[str, dict
     """``create_fp8_kwargs`` in a fresh interpreter where neither torchao nor transformer_engine is
     importable (``sys.modules[name] = None`` before anything is imported; see children/probe.py)."""
     impl.require("create_fp8_kwargs")  # the child calls it: a module without it fails here, naming it
-    out = run_probe(impl_name, NO_BACKEND_CALLS, hide=NO_BACKEND_HIDDEN)
+    out = run_probe(no_backend_probe(impl_name))
     return {r["id"]: r for r in out["results"]}
 
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-from .kit.contract import TE_BY_AUTO_CALLS, make_args
+from .kit.contract import make_args, te_by_auto_probe
 from .kit.early import EarlyStart
 from .kit.logs import capture_logs
-from .kit.processes import run_probe, start_probe
 from .kit.standin_te import standin_te
 
 TORCHAO_BACKENDS = ["torchao", "auto"]
@@ -163,19 +162,13 @@ def test_c7_te_gives_one_te_recipe_hybrid_16_max(impl: types.ModuleType, standin
         _assert_te_recipe(handler)
 
 
+#: What the tests of this module read from the probe of ``auto`` without torchao (the ``te_by_auto`` fixture).
+TE_BY_AUTO_NEEDS = "create_fp8_kwargs"
+
+
 def start_children_early(early: EarlyStart) -> None:
     """The probe of ``auto`` without torchao, before the first test (see :mod:`.kit.early`)."""
-    if early.uses("te_by_auto") and "create_fp8_kwargs" not in early.missing:
-        standin = early.standin_te_dir()
-        start_probe(early.impl_name, TE_BY_AUTO_CALLS, hide=("torchao",), standin_dir=standin, early=True)
-
-
-@pytest.fixture(scope="module")
-def te_by_auto(impl_name: str, impl: types.ModuleType, standin_te_dir: Path) -> dict[str, dict[str, Any]]:
-    """``auto`` in a fresh interpreter where torchao is not importable and the stand-in TE is."""
-    impl.require("create_fp8_kwargs")
-    out = run_probe(impl_name, TE_BY_AUTO_CALLS, hide=("torchao",), standin_dir=standin_te_dir)
-    return {r["id"]: r for r in out["results"]}
+    early.probe("te_by_auto", TE_BY_AUTO_NEEDS, te_by_auto_probe(early.impl_name, early.standin_te_dir()))
 
 
 def test_c7_auto_resolves_to_te_when_torchao_is_missing(te_by_auto: dict[str, dict[str, Any]]) -> None:

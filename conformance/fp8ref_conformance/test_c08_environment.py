@@ -15,10 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .kit.contract import ALLOWED_ENV_PREFIXES, TE_BY_AUTO_CALLS, make_args
+from .kit.contract import ALLOWED_ENV_PREFIXES, make_args, te_by_auto_probe
 from .kit.early import EarlyStart
 from .kit.env import env_diff, env_snapshot, fp8_env_prefixes
-from .kit.processes import run_probe, start_probe
 from .kit.standin_te import standin_te
 from .kit.strategies import environments, suite_settings, valid_backends
 
@@ -73,18 +72,13 @@ def test_c8b_sets_accelerate_fp8_backend_to_te_for_te(impl: types.ModuleType, st
     assert value == "TE", f"ACCELERATE_FP8_BACKEND={value!r}"
 
 
+#: What the tests of this module read from the probe of ``auto`` without torchao (the ``te_by_auto`` fixture).
+TE_BY_AUTO_NEEDS = "configure_fp8_environment"
+
+
 def start_children_early(early: EarlyStart) -> None:
     """The probe of ``auto`` without torchao, before the first test (see :mod:`.kit.early`)."""
-    if early.uses("te_by_auto") and "configure_fp8_environment" not in early.missing:
-        standin = early.standin_te_dir()
-        start_probe(early.impl_name, TE_BY_AUTO_CALLS, hide=("torchao",), standin_dir=standin, early=True)
-
-
-@pytest.fixture(scope="module")
-def te_by_auto(impl_name: str, impl: types.ModuleType, standin_te_dir: Path) -> dict[str, dict[str, Any]]:
-    impl.require("configure_fp8_environment")
-    out = run_probe(impl_name, TE_BY_AUTO_CALLS, hide=("torchao",), standin_dir=standin_te_dir)
-    return {r["id"]: r for r in out["results"]}
+    early.probe("te_by_auto", TE_BY_AUTO_NEEDS, te_by_auto_probe(early.impl_name, early.standin_te_dir()))
 
 
 @pytest.mark.parametrize("case", ["configure-auto", "configure-auto-all-gather"])

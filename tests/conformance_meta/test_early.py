@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fp8ref_conformance.kit import processes
-from fp8ref_conformance.kit.contract import NO_BACKEND_CALLS
+from fp8ref_conformance.kit.contract import NO_BACKEND_CALLS, no_backend_probe
 
 from .suite_runs import SuiteRun, run_suites, suite_args
 
@@ -44,14 +44,14 @@ def test_run_probe_waits_for_the_probe_started_early_instead_of_starting_another
 
     monkeypatch.setattr(processes, "start_module", counting)
     monkeypatch.setattr(processes, "_PROBE_CACHE", {})
-    hidden = ("torchao", "transformer_engine")
-    processes.start_probe("fp8ref", NO_BACKEND_CALLS, hide=hidden, early=True)
-    processes.start_probe("fp8ref", NO_BACKEND_CALLS, hide=hidden, early=True)
+    probe = no_backend_probe("fp8ref")
+    processes.start_probe(probe, early=True)
+    processes.start_probe(no_backend_probe("fp8ref"), early=True)
     assert started == ["probe"], "two modules asking early for the same probe start one"
-    out = processes.run_probe("fp8ref", NO_BACKEND_CALLS, hide=hidden)
+    out = processes.run_probe(probe)
     assert started == ["probe"], "run_probe started a second probe instead of waiting for the early one"
     assert {r["id"] for r in out["results"]} == {c["id"] for c in NO_BACKEND_CALLS}
-    assert processes.claim(processes._probe_key("fp8ref", NO_BACKEND_CALLS, hidden, None, ())) is None
+    assert processes.claim(probe.key) is None
 
 
 def test_a_one_process_session_starts_its_children_before_the_first_test(tmp_path: Path) -> None:

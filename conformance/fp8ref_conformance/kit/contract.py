@@ -7,7 +7,10 @@ Nothing here uses the implementation under test, so the suite judges any module 
 from __future__ import annotations
 
 import types
+from pathlib import Path
 from typing import Any
+
+from .processes import Probe
 
 #: The five functions of the contract ("The API under test").
 CONTRACT_FUNCTIONS = (
@@ -68,7 +71,7 @@ def contract_accepts(module: Any, fqn: str) -> bool:
 
 
 #: Calls made in a probe where neither torchao nor transformer_engine is importable (C4).
-NO_BACKEND_CALLS: list[dict[str, Any]] = [
+NO_BACKEND_CALLS: tuple[dict[str, Any], ...] = (
     {"id": "torchao", "fn": "create_fp8_kwargs", "args": {"fp8": True, "fp8_backend": "torchao"}},
     {"id": "auto", "fn": "create_fp8_kwargs", "args": {"fp8": True, "fp8_backend": "auto"}},
     {"id": "te", "fn": "create_fp8_kwargs", "args": {"fp8": True, "fp8_backend": "te"}},
@@ -77,10 +80,10 @@ NO_BACKEND_CALLS: list[dict[str, Any]] = [
         "fn": "create_fp8_kwargs",
         "args": {"fp8": True, "fp8_backend": "torchao", "fp8_enable_fsdp_float8_all_gather": True},
     },
-]
+)
 
 #: Calls made in a probe with torchao hidden and the stand-in TE present (C7 and C8b share one subprocess).
-TE_BY_AUTO_CALLS: list[dict[str, Any]] = [
+TE_BY_AUTO_CALLS: tuple[dict[str, Any], ...] = (
     {"id": "create-auto", "fn": "create_fp8_kwargs", "args": {"fp8": True, "fp8_backend": "auto"}},
     {"id": "configure-auto", "fn": "configure_fp8_environment", "args": {"fp8": True, "fp8_backend": "auto"}},
     {
@@ -88,4 +91,14 @@ TE_BY_AUTO_CALLS: list[dict[str, Any]] = [
         "fn": "configure_fp8_environment",
         "args": {"fp8": True, "fp8_backend": "auto", "fp8_enable_fsdp_float8_all_gather": True},
     },
-]
+)
+
+
+def no_backend_probe(impl: str) -> Probe:
+    """C4's probe: neither torchao nor transformer_engine importable."""
+    return Probe(impl, NO_BACKEND_CALLS, hide=("torchao", "transformer_engine"))
+
+
+def te_by_auto_probe(impl: str, standin_dir: Path) -> Probe:
+    """The probe of ``auto`` with torchao hidden and the stand-in TE present (C7 and C8b read one child)."""
+    return Probe(impl, TE_BY_AUTO_CALLS, hide=("torchao",), standin_dir=standin_dir)

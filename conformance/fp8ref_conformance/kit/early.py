@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from .processes import stop_unclaimed
+from .processes import Probe, start_probe, stop_unclaimed
 from .standin_te import write_standin_te
 
 _TEMP_DIR = pytest.StashKey[Path]()
@@ -42,6 +42,12 @@ class EarlyStart:
     def uses(self, fixture: str) -> bool:
         """Whether a selected test of the module asks for ``fixture`` (directly or through another fixture)."""
         return any(fixture in getattr(item, "fixturenames", ()) for item in self.items)
+
+    def probe(self, fixture: str, function: str, probe: Probe) -> None:
+        """Start ``probe`` when a selected test asks for ``fixture`` and the module offers ``function`` (which the
+        fixture requires before it runs the probe)."""
+        if self.uses(fixture) and function not in self.missing:
+            start_probe(probe, early=True)
 
     def standin_te_dir(self) -> Path:
         """The session's stand-in TE directory (the ``standin_te_dir`` fixture's)."""

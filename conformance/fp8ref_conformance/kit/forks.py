@@ -23,7 +23,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 #: Imported before the first fork, so that no forked child imports them again (the test process needs them anyway).
 PRELOAD = ("torchao.float8", "transformers.trainer")
@@ -85,29 +87,38 @@ def fork_module(
     if pid != 0:
         os.close(fd)
         return ForkedProcess(pid, Path(name))
+    _exit_with(lambda: _child(fd, module, args, env, ranks))
+
+
+def _exit_with(work: Callable[[], int]) -> NoReturn:
+    """End this forked process with what ``work`` returns (1 and the traceback when it raises), output flushed."""
     code = 1
     try:
-        os.setsid()
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (the child's stdout until os._exit)
-        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        os.environ.clear()
-        os.environ.update(env)
-        root = logging.getLogger()
-        root.handlers.clear()
-        root.setLevel(logging.WARNING)
-        import torch
-
-        torch.set_num_threads(1)
-        sys.argv = [module, *args]
-        code = _launch_ranks(module, args, ranks) if ranks else _main(module, args)
+        code = work()
     except BaseException:
         traceback.print_exc()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _child(fd: int, module: str, args: list[str], env: dict[str, str], ranks: int) -> int:
+    os.setsid()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (the child's stdout until os._exit)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    os.environ.clear()
+    os.environ.update(env)
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.WARNING)
+    import torch
+
+    torch.set_num_threads(1)
+    sys.argv = [module, *args]
+    return _launch_ranks(module, args, ranks) if ranks else _main(module, args)
 
 
 def _main(module: str, args: list[str]) -> int:
@@ -122,17 +133,8 @@ def _launch_ranks(module: str, args: list[str], ranks: int) -> int:
     for rank in range(ranks):
         pid = os.fork()
         if pid == 0:
-            code = 1
-            try:
-                os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(ranks))
-                os.environ.update(LOCAL_WORLD_SIZE=str(ranks))
-                code = _main(module, args)
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
+            os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(ranks), LOCAL_WORLD_SIZE=str(ranks))
+            _exit_with(lambda: _main(module, args))
         pids.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
     return next((code for code in codes if code != 0), 0)

@@ -183,72 +183,61 @@ def stop_unclaimed() -> None:
         child.stop()
 
 
+@dataclass(frozen=True)
+class Probe:
+    """Contract ``calls`` against ``impl`` in a fresh interpreter where ``hide`` cannot be imported (``standin_dir``:
+    the stand-in TE on its path; ``report_imported``: modules whose import it reports). Each call is
+    ``{"id": str, "fn": contract function name, "args": {attribute: value}}``."""
+
+    impl: str
+    calls: tuple[dict[str, Any], ...]
+    hide: tuple[str, ...] = ()
+    standin_dir: Path | None = None
+    report_imported: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        fields = [self.impl, list(self.calls), list(self.hide), str(self.standin_dir), list(self.report_imported)]
+        return "probe:" + json.dumps(fields, sort_keys=True)
+
+    def spec(self) -> dict[str, Any]:
+        """What ``children/probe.py`` reads."""
+        return {
+            "impl": self.impl,
+            "hide": list(self.hide),
+            "standin": str(self.standin_dir) if self.standin_dir else None,
+            "calls": list(self.calls),
+            "report": list(self.report_imported),
+        }
+
+
 _PROBE_CACHE: dict[str, dict[str, Any]] = {}
 
 
-def _probe_key(
-    impl: str, calls: list[dict[str, Any]], hide: tuple[str, ...], standin_dir: Path | None, report: tuple[str, ...]
-) -> str:
-    return "probe:" + json.dumps([impl, calls, list(hide), str(standin_dir), list(report)], sort_keys=True)
-
-
-def start_probe(
-    impl: str,
-    calls: list[dict[str, Any]],
-    *,
-    hide: tuple[str, ...] = (),
-    standin_dir: Path | None = None,
-    report_imported: tuple[str, ...] = (),
-    early: bool = False,
-) -> Child:
-    """Start the probe of :func:`run_probe` with the same arguments; ``early``: register it for that call (one
-    probe for one request, however many modules ask for it early)."""
-    key = _probe_key(impl, calls, hide, standin_dir, report_imported)
-    if early and key in _STARTED:
-        return _STARTED[key][0]
-    spec = {
-        "impl": impl,
-        "hide": list(hide),
-        "standin": str(standin_dir) if standin_dir else None,
-        "calls": calls,
-        "report": list(report_imported),
-    }
-    child = start_module("probe", [json.dumps(spec)], child_environment(), f"the probe of {impl!r}")
+def start_probe(probe: Probe, *, early: bool = False) -> Child:
+    """Start ``probe``; ``early``: register it for the :func:`run_probe` of the same probe (one child for one probe,
+    however many modules ask for it early)."""
+    if early and probe.key in _STARTED:
+        return _STARTED[probe.key][0]
+    child = start_module("probe", [json.dumps(probe.spec())], child_environment(), f"the probe of {probe.impl!r}")
     if early:
-        register(key, child)
+        register(probe.key, child)
     return child
 
 
-def run_probe(
-    impl: str,
-    calls: list[dict[str, Any]],
-    *,
-    hide: tuple[str, ...] = (),
-    standin_dir: Path | None = None,
-    report_imported: tuple[str, ...] = (),
-    timeout: float = 180.0,
-) -> dict[str, Any]:
-    """Run contract ``calls`` against ``impl`` in a fresh interpreter with ``hide`` not importable.
-
-    Each call is ``{"id": str, "fn": contract function name, "args": {attribute: value}}``. Returns
-    ``{"results": [...], "imported": {...}}`` as written by ``children/probe.py``; the same request is
-    answered once per session, and a probe started early (:func:`start_probe`) is waited for, not started again.
-    """
-    key = _probe_key(impl, calls, hide, standin_dir, report_imported)
-    if key in _PROBE_CACHE:
-        return _PROBE_CACHE[key]
-    started = claim(key)
-    child = (
-        started[0]
-        if started
-        else start_probe(impl, calls, hide=hide, standin_dir=standin_dir, report_imported=report_imported)
-    )
+def run_probe(probe: Probe, *, timeout: float = 180.0) -> dict[str, Any]:
+    """Run ``probe``: ``{"results": [...], "imported": {...}}`` as written by ``children/probe.py``. The same probe is
+    answered once per session, and one started early (:func:`start_probe`) is waited for, not started again."""
+    if probe.key in _PROBE_CACHE:
+        return _PROBE_CACHE[probe.key]
+    started = claim(probe.key)
+    child = started[0] if started is not None else start_probe(probe)
     code, output = child.wait(timeout)
     payload = [line for line in output.splitlines() if line.startswith(PROBE_MARKER)]
     if code != 0 or not payload:
-        raise RuntimeError(f"probe subprocess for {impl!r} failed (exit {code}):\n{output[-3000:]}")
+        raise RuntimeError(f"probe subprocess for {probe.impl!r} failed (exit {code}):\n{output[-3000:]}")
     result: dict[str, Any] = json.loads(payload[-1][len(PROBE_MARKER) :])
-    _PROBE_CACHE[key] = result
+    _PROBE_CACHE[probe.key] = result
     return result
 
 
