@@ -11,17 +11,15 @@ fp8ref's module filter, not accelerate's default one, must be in use: accelerate
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from fp8ref_conformance.kit.processes import child_environment, start
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "examples" / "accelerate_fp8_config.yaml"
@@ -48,24 +46,9 @@ def launch(out: Path) -> tuple[int, str]:
         str(out),
         *(arg for mode in MODES for arg in ("--mode", mode)),
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "FP8_"))}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
-    )
-    try:
-        output, _ = proc.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"accelerate launch did not finish within {TIMEOUT_S:.0f} s:\n{output[-4000:]}")
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode, output
+    # The suite's child launcher: without the caller's ACCELERATE_*/FP8_* variables, this process's import path, in
+    # a process group of its own that is killed on timeout (and the test failed with the output).
+    return start(command, child_environment(), "accelerate launch").wait(TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
