@@ -228,7 +228,44 @@ def maybe_compile(model: nn.Module, compiled: bool) -> nn.Module:
     return compiled_model
 
 
-def record(benchmark: Any, device: torch.device, **fields: Any) -> None:
-    """Fill ``benchmark.extra_info`` with the environment and the benchmark's own fields."""
+def record(benchmark: Any, device: torch.device, variant: Variant, **fields: Any) -> None:
+    """Fill ``benchmark.extra_info`` with the environment, the variant (name, backend, recipe; bf16 activations) and
+    the benchmark's own fields."""
     benchmark.extra_info.update(environment_info(device))
+    benchmark.extra_info.update(variant=variant.name, backend=variant.backend, recipe=variant.recipe, dtype="bfloat16")
     benchmark.extra_info.update(fields)
+
+
+def convert_for(variant: Variant, model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+    """``model`` made ready for ``variant``: converted with torchao in place, or prepared by accelerate for Transformer
+    Engine (which converts only a model prepared with its optimizer); the model and what was used."""
+    info: dict[str, Any] = {"emulate": False, "fp8_layers": 0}
+    if variant.backend == "torchao":
+        info = convert_torchao(model, variant)
+    elif variant.backend == "te":
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        _, (model, _) = accelerate_prepare(variant, model, optimizer)
+        info["fp8_layers"] = count_fp8_modules(model)
+        if info["fp8_layers"] == 0:
+            raise RuntimeError("accelerate.prepare converted no layer to Transformer Engine")
+    return model, info
+
+
+def time_forward_backward(
+    benchmark: Any, model: nn.Module, x: torch.Tensor, grad: torch.Tensor, compiled: bool, timing: Timing
+) -> None:
+    """Time one forward and backward of ``model`` (compiled or not) on ``x``, then check that the timed step really
+    ran the backward pass: finite gradients for ``x`` and every parameter."""
+    params = list(model.parameters())
+    runner = maybe_compile(model, compiled)
+    x.requires_grad_(True)
+
+    def step() -> None:
+        for p in params:
+            p.grad = None
+        x.grad = None
+        runner(x).backward(grad)
+
+    timed(benchmark, step, x.device, timing)
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+    assert all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in params)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fp8ref import roofline
+
+
+def shape_fields(config: LinearShape | BlockConfig | TinyLlamaConfig) -> dict[str, Any]:
+    """What a benchmark records of its shape: every field of the config (its label as ``shape_label``), its id as
+    ``shape``, the tokens of its batch as ``m`` and its FLOPs per step."""
+    fields = dataclasses.asdict(config)
+    fields["shape_label"] = fields.pop("label")
+    tokens = config.m if isinstance(config, LinearShape) else config.tokens
+    return {**fields, "shape": config.id, "m": tokens, "flops": config.flops}
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,10 @@ class BlockConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden // self.n_heads
+
+    @property
+    def id(self) -> str:
+        return f"{self.label}-b{self.batch}s{self.seq}"
 
     @property
     def tokens(self) -> int:
@@ -203,6 +218,10 @@ class TinyLlamaConfig:
             max_position_embeddings=self.seq,
             tie_word_embeddings=False,
         )
+
+    @property
+    def id(self) -> str:
+        return f"{self.label}-b{self.batch}s{self.seq}"
 
     @property
     def tokens(self) -> int:

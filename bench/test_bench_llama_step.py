@@ -21,7 +21,7 @@ from bench.harness import (
     record,
     timed,
 )
-from bench.models import CPU_LLAMA, GPU_LLAMA, TinyLlamaConfig
+from bench.models import CPU_LLAMA, GPU_LLAMA, TinyLlamaConfig, shape_fields
 
 
 def run_llama_step(benchmark: Any, cfg: TinyLlamaConfig, variant: Variant, timing: Timing) -> None:
@@ -54,22 +54,10 @@ def run_llama_step(benchmark: Any, cfg: TinyLlamaConfig, variant: Variant, timin
     record(
         benchmark,
         device,
+        variant,
         bench="llama_step",
-        variant=variant.name,
-        backend=variant.backend,
-        recipe=variant.recipe,
-        shape=f"{cfg.label}-b{cfg.batch}s{cfg.seq}",
-        shape_label=cfg.label,
-        m=cfg.tokens,
-        hidden=cfg.hidden,
-        intermediate=cfg.intermediate,
-        layers=cfg.layers,
-        vocab=cfg.vocab,
-        batch=cfg.batch,
-        seq=cfg.seq,
-        flops=cfg.flops,
         compile=False,
-        dtype="bfloat16",
+        **shape_fields(cfg),
         emulate=False,
         fp8_layers=fp8_layers,
         path="accelerate.Accelerator.prepare",
