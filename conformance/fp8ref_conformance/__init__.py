@@ -1,1 +1,1 @@
-"""A conformance suite for FP8 helper modules (its specification: SPEC.md in this package, C1..C17, G1..G4)."""
+"""A conformance suite for FP8 helper modules (its specification: SPEC.md in this package, C0..C17, G1..G5)."""

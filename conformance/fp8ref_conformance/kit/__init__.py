@@ -9,7 +9,10 @@
   the tiny HF ``Trainer`` run;
 - ``strategies``: hypothesis strategies and the suite's settings;
 - ``verify_outcome``: how a call of ``verify_fp8_status`` is judged (loud, quiet);
-- ``processes``: starting the suite's child processes (probe, torchrun, DeepSpeed) in one way.
+- ``verdicts``, ``te_recipes``: blocked verdicts; the TE recipe in effect at a forward;
+- ``processes``: starting the suite's child processes (probe, torchrun, DeepSpeed) in one way, and handing a child
+  started early to its test; ``early``: starting them when collection ends; ``forks``: the training children forked
+  from the test process before any test ran.
 
 Nothing here uses the implementation under test beyond the five contract functions.
 """
