@@ -82,8 +82,24 @@ class LinearModel(nn.Module):
         return self.proj(x)
 
 
+class _BatchOfSequences:
+    """The id and token count of a config that runs ``batch`` sequences of ``seq`` tokens (its fields)."""
+
+    label: str
+    batch: int
+    seq: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.label}-b{self.batch}s{self.seq}"
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.seq
+
+
 @dataclass(frozen=True)
-class BlockConfig:
+class BlockConfig(_BatchOfSequences):
     """A Llama-style decoder block and the batch it runs."""
 
     label: str
@@ -97,14 +113,6 @@ class BlockConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden // self.n_heads
-
-    @property
-    def id(self) -> str:
-        return f"{self.label}-b{self.batch}s{self.seq}"
-
-    @property
-    def tokens(self) -> int:
-        return self.batch * self.seq
 
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         arch = roofline.LlamaShape(
@@ -192,7 +200,7 @@ class DecoderBlock(nn.Module):
 
 
 @dataclass(frozen=True)
-class TinyLlamaConfig:
+class TinyLlamaConfig(_BatchOfSequences):
     """A transformers LlamaConfig small enough to build without download, and its batch."""
 
     label: str
@@ -218,14 +226,6 @@ class TinyLlamaConfig:
             max_position_embeddings=self.seq,
             tie_word_embeddings=False,
         )
-
-    @property
-    def id(self) -> str:
-        return f"{self.label}-b{self.batch}s{self.seq}"
-
-    @property
-    def tokens(self) -> int:
-        return self.batch * self.seq
 
     @property
     def flops(self) -> int:
