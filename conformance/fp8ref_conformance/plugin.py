@@ -25,7 +25,7 @@ that a run of a subset never reads as conformance. What the hooks record, and th
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -213,8 +213,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.pluginmanager.register(Recorder(session.config), "fp8-conformance-recorder")
 
 
+def _describer(config: pytest.Config) -> Callable[[], dict[str, Any]]:
+    """The description of the implementation, imported only when asked (another project's session never asks)."""
+    return lambda: implementation_of(config).describe()
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    report = build(config, implementation_of(config).describe())
+    report = build(config, _describer(config))
     if report is None or os.environ.get(NO_TABLE_ENV):  # the runner prints it instead
         return
     terminalreporter.write_sep("=", "FP8 conformance by clause")
@@ -227,11 +232,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
     config = session.config
     state = config.stash[STATE]
     stale = stale_entries(state.known, state.known_outcomes)
-    implementation = implementation_of(config).describe()
     if stale and session.exitstatus == 0:
         # A known failure that passes fails the run, so that the file cannot go stale.
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    elif session.exitstatus == pytest.ExitCode.TESTS_FAILED and only_held_blocks_failed(session, implementation):
+    elif session.exitstatus == pytest.ExitCode.TESTS_FAILED and only_held_blocks_failed(session, _describer(config)):
         # A clause blocked by a listed clause need not be listed itself: its failed tests hold the line too.
         session.exitstatus = pytest.ExitCode.OK
     if hasattr(config, "workeroutput"):  # an xdist worker: sent to the controller when the session ends
@@ -240,7 +244,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
     path = config.getoption("conformance_report", None)
     if not path:
         return
-    report = build(config, implementation) or build_report(implementation, [])
+    describe = _describer(config)
+    report = build(config, describe) or build_report(describe(), [])
     write_report(path, report)
 
 

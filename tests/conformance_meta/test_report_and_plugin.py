@@ -139,6 +139,16 @@ def test_plugin_leaves_other_tests_alone(pytester: pytest.Pytester) -> None:
     assert "fp8 conformance: implementation" not in result.stdout.str()
 
 
+#: The scratch project's conftest: at the end of its session, which of these the session imported. The plugin must
+#: import none of them (not the implementation under test, not torch) where the suite does not run.
+SCRATCH_CONFTEST = """
+import sys
+
+
+def pytest_unconfigure(config):
+    print("MODULES", [name for name in ("fp8ref", "torch", "accelerate") if name in sys.modules])
+"""
+
 SCRATCH_TEST = """
 from hypothesis import given, settings, strategies as st
 
@@ -166,18 +176,21 @@ def _scratch_run(project: Path, ci: bool, plugin: bool) -> str:
         args += ["-p", "no:fp8ref_conformance"]
     proc = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return "\n".join(line for line in proc.stdout.splitlines() if line.startswith(("SETTINGS", "MARKERS")))
+    return "\n".join(line for line in proc.stdout.splitlines() if line.startswith(("SETTINGS", "MARKERS", "MODULES")))
 
 
 @pytest.mark.parametrize("ci", [True, False], ids=["CI=true", "CI-unset"])
 def test_plugin_changes_nothing_in_another_projects_session(tmp_path: Path, ci: bool) -> None:
     """A scratch project with one hypothesis test: its hypothesis settings (and markers) are the same
     with fp8ref's plugin loaded and blocked, under CI and outside it. The suite's own settings (100
-    derandomized examples under CI) apply to the suite's tests only."""
+    derandomized examples under CI) apply to the suite's tests only, and the session imports neither the implementation
+    nor torch."""
     (tmp_path / "test_scratch.py").write_text(SCRATCH_TEST)
+    (tmp_path / "conftest.py").write_text(SCRATCH_CONFTEST)
     loaded, blocked = _scratch_run(tmp_path, ci, plugin=True), _scratch_run(tmp_path, ci, plugin=False)
     print(f"CI={'true' if ci else 'unset'}, plugin loaded:\n{loaded}\nplugin blocked:\n{blocked}")
     assert "SETTINGS settings(" in loaded
+    assert "MODULES []" in loaded, "the plugin imported the implementation or torch in a session without the suite"
     assert loaded == blocked
 
 

@@ -6,7 +6,7 @@ collects nothing itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,9 +104,9 @@ def not_run(config: pytest.Config, ran: set[str]) -> list[str]:
     return sorted(labels, key=clause_sort_key)
 
 
-def build(config: pytest.Config, implementation: dict[str, Any]) -> dict[str, Any] | None:
-    """The report of the session so far (``None`` before any suite test ran); ``implementation`` describes the
-    module under test."""
+def build(config: pytest.Config, describe: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """The report of the session so far (``None`` before any suite test ran, and then the implementation is not
+    imported: another project's session never imports it); ``describe`` describes the module under test."""
     state = config.stash[STATE]
     if not state.records:
         return None
@@ -116,7 +116,7 @@ def build(config: pytest.Config, implementation: dict[str, Any]) -> dict[str, An
     for result in results:
         result.stale = [e.text for e in stale if any(e.matches(result.clause, t.nodeid) for t in result.tests)]
     report = build_report(
-        implementation,
+        describe(),
         results,
         listed=lambda clause: any(e.covers_clause(clause) for e in state.known),
         not_run=not_run(config, {r.clause for r in results}),
@@ -127,11 +127,11 @@ def build(config: pytest.Config, implementation: dict[str, Any]) -> dict[str, An
     return report
 
 
-def only_held_blocks_failed(session: pytest.Session, implementation: dict[str, Any]) -> bool:
+def only_held_blocks_failed(session: pytest.Session, describe: Callable[[], dict[str, Any]]) -> bool:
     """Whether every test pytest counted as failed is a blocked test of a clause the known-failures file holds
     (its blocker is listed), and nothing else failed in the session."""
     state = session.config.stash[STATE]
-    report = build(session.config, implementation) if state.known else None
+    report = build(session.config, describe) if state.known else None
     if not report or not report["all_passed"] or not state.failed_reports:
         return False
     held_blocked = {
