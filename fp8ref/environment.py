@@ -13,29 +13,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from fp8ref.backends import INSTALL_HINT, probe_backend, resolve_backend
-from fp8ref.config import Backend, FP8Settings, parse_recipe
+from fp8ref.config import Backend, FP8Settings
 from fp8ref.deepspeed_check import check_deepspeed_compatible, deepspeed_requested
-from fp8ref.errors import FP8BackendUnavailableError, FP8ConfigError
+from fp8ref.errors import FP8BackendUnavailableError
 from fp8ref.recipes import TE_AMAX_COMPUTE_ALGO, TE_AMAX_HISTORY_LEN, TE_FP8_FORMAT
+from fp8ref.variables import (
+    ALL_GATHER_VAR,
+    AUTO_FILTER_VAR,
+    BACKEND_VAR,
+    COMPAT_ALL_GATHER_VAR,
+    COMPAT_BACKEND_VAR,
+    MIXED_PRECISION_VAR,
+    RECIPE_VAR,
+    TE_AMAX_COMPUTE_ALGO_VAR,
+    TE_AMAX_HISTORY_LEN_VAR,
+    TE_FORMAT_VAR,
+)
 
 logger = logging.getLogger(__name__)
-
-MIXED_PRECISION_VAR = "ACCELERATE_MIXED_PRECISION"
-BACKEND_VAR = "ACCELERATE_FP8_BACKEND"
-ALL_GATHER_VAR = "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
-TE_FORMAT_VAR = "ACCELERATE_FP8_FORMAT"
-TE_AMAX_HISTORY_LEN_VAR = "ACCELERATE_FP8_AMAX_HISTORY_LEN"
-TE_AMAX_COMPUTE_ALGO_VAR = "ACCELERATE_FP8_AMAX_COMPUTE_ALGO"
-COMPAT_BACKEND_VAR = "FP8_BACKEND"
-COMPAT_ALL_GATHER_VAR = "FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
-RECIPE_VAR = "FP8_RECIPE"
-AUTO_FILTER_VAR = "FP8_AUTO_FILTER"
-
-_ACCELERATE_BACKEND_NAMES = {"AO": Backend.TORCHAO, "TE": Backend.TE}
 
 
 def _flag(value: bool) -> str:
@@ -166,32 +165,3 @@ def fp8_environment(training_args: Any) -> Iterator[dict[str, str]]:
                 os.environ[name] = value
         if not was_patched:
             unpatch_accelerator_for_fp8()
-
-
-def settings_from_environment(environ: Mapping[str, str] | None = None) -> FP8Settings:
-    """Rebuild the FP8 request from the variables :func:`configure_fp8_environment` set.
-
-    Raises :class:`FP8ConfigError` when the environment does not request FP8.
-    """
-    env = os.environ if environ is None else environ
-    if env.get(MIXED_PRECISION_VAR, "").lower() != "fp8":
-        raise FP8ConfigError(
-            f"{MIXED_PRECISION_VAR} is {env.get(MIXED_PRECISION_VAR)!r}, not 'fp8': call "
-            "configure_fp8_environment(training_args) first, or pass training_args to "
-            "patch_accelerator_for_fp8(training_args)"
-        )
-    accelerate_backend = env.get(BACKEND_VAR, "").upper()
-    if accelerate_backend and accelerate_backend not in _ACCELERATE_BACKEND_NAMES:
-        raise FP8ConfigError(
-            f"{BACKEND_VAR}={env.get(BACKEND_VAR)!r}: fp8ref supports 'AO' (torchao) and 'TE' (Transformer Engine)"
-        )
-    backend = _ACCELERATE_BACKEND_NAMES.get(accelerate_backend, Backend.AUTO)
-    all_gather = env.get(ALL_GATHER_VAR, env.get(COMPAT_ALL_GATHER_VAR, "false")).strip().lower()
-    recipe = parse_recipe(env.get(RECIPE_VAR)) if backend is Backend.TORCHAO else None
-    return FP8Settings(
-        enabled=True,
-        backend=backend,
-        recipe=recipe,
-        enable_fsdp_float8_all_gather=all_gather in ("1", "true", "yes", "on"),
-        auto_filter=env.get(AUTO_FILTER_VAR, "false").strip().lower() in ("1", "true", "yes", "on"),
-    )

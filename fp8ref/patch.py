@@ -35,8 +35,8 @@ from typing import Any
 from fp8ref.backends import resolve_backend
 from fp8ref.config import Backend, FP8Settings
 from fp8ref.deepspeed_check import check_deepspeed_compatible, deepspeed_requested
-from fp8ref.environment import settings_from_environment
 from fp8ref.recipes import build_fp8_handler, build_module_filter, te_handler_for_deepspeed
+from fp8ref.variables import settings_from_environment
 
 logger = logging.getLogger(__name__)
 

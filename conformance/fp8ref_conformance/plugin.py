@@ -33,7 +33,7 @@ import pytest
 from .implementation import MISSING_PROPERTY, ImplementationInfo, MissingContractFunctions, load_implementation
 from .kit.verdicts import BLOCKED_PROPERTY, Blocked
 from .report.known import KnownFailuresError, load_known_failures, stale_entries
-from .report.records import build_report, write_report
+from .report.records import write_report
 from .report.render import format_table
 from .report.session import (
     PKG_DIR,
@@ -41,6 +41,7 @@ from .report.session import (
     Recorder,
     SessionState,
     build,
+    build_report,
     clause_of_report,
     gpu_split,
     only_held_blocks_failed,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fp8ref.environment import MIXED_PRECISION_VAR
+from fp8ref.variables import MIXED_PRECISION_VAR
 
 OFF_NOT_CONFIGURED = "not configured"
 OFF_BUILT_BEFORE_CONFIGURE = "accelerator built before configure_fp8_environment"

@@ -12,12 +12,12 @@ from fp8ref_conformance.report.records import (
     CaseRecord,
     ClauseResult,
     all_passed,
-    build_report,
     clause_of,
     group_by_clause,
     write_report,
 )
 from fp8ref_conformance.report.render import format_table
+from fp8ref_conformance.report.session import build_report
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,9 @@ import pytest
 from fp8ref_conformance.report.causes import root_causes
 from fp8ref_conformance.report.document import MARKDOWN_BEGIN, MARKDOWN_END
 from fp8ref_conformance.report.known import load_known_failures, write_known_failures_of
-from fp8ref_conformance.report.records import CaseRecord, ClauseResult, build_report
+from fp8ref_conformance.report.records import CaseRecord, ClauseResult
 from fp8ref_conformance.report.render import across_table_lines, format_table, markdown_table, verdict_line
+from fp8ref_conformance.report.session import build_report
 from fp8ref_conformance.runner import child_env, run_check, split_impl
 from fp8ref_conformance.spec import SPEC_PATH
 

@@ -11,7 +11,7 @@ import types
 import pytest
 
 from fp8ref import Backend, FP8ConfigError, configure_fp8_environment, fp8_environment, is_accelerator_patched
-from fp8ref.environment import settings_from_environment
+from fp8ref.variables import settings_from_environment
 
 from .conftest import make_args
 

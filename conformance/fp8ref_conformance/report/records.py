@@ -73,7 +73,7 @@ class ClauseResult:
     tests: list[CaseRecord] = field(default_factory=list)
     #: Known-failures entries covering this clause that no longer fail (they should be removed).
     stale: list[str] = field(default_factory=list)
-    #: Set by :func:`build_report`: the clause does not pass, and the known-failures file accounts for it.
+    #: Set by :func:`.session.build_report`: the clause does not pass, and the known-failures file accounts for it.
     held: bool = False
 
     @property
@@ -212,37 +212,6 @@ def all_passed(results: Iterable[ClauseResult]) -> bool:
     """True when there is at least one clause and every clause passed or is held by the known-failures file."""
     results = list(results)
     return bool(results) and all(r.outcome == "passed" or r.held for r in results)
-
-
-def build_report(
-    implementation: Mapping[str, Any],
-    results: list[ClauseResult],
-    *,
-    listed: Callable[[str], bool] | None = None,
-    not_run: list[str] | None = None,
-) -> dict[str, Any]:
-    """The JSON report. ``listed`` says whether a clause entry of the known-failures file covers a clause;
-    ``not_run`` names the suite's clauses that this run did not run (a ``-k``/``-m`` selection), ``None`` when
-    unknown."""
-    from ..spec import SPEC_PATH
-    from .causes import root_causes
-
-    mark_held(results, listed)
-    outcomes = [r.outcome for r in results]
-    summary = {o: outcomes.count(o) for o in CLAUSE_OUTCOMES}
-    summary["held"] = sum(r.held for r in results)
-    passed = all_passed(results)
-    return {
-        "implementation": dict(implementation),
-        "spec_file": str(SPEC_PATH),
-        "all_passed": passed,
-        "complete": not not_run,
-        "conforms": passed and not not_run and summary["held"] == 0,
-        "not_run": list(not_run or []),
-        "summary": summary,
-        "clauses": {r.clause: r.to_json() for r in results},
-        "root_causes": root_causes(results),
-    }
 
 
 def write_report(path: str | Path, report: Mapping[str, Any]) -> Path:

@@ -14,9 +14,20 @@ from typing import Any
 import pytest
 
 from ..implementation import ImplementationInfo
+from ..spec import SPEC_PATH
+from .causes import root_causes
 from .known import Entry, stale_entries, suite_clauses
 from .outcomes import outcome_of_report
-from .records import CaseRecord, build_report, clause_of, clause_sort_key, group_by_clause
+from .records import (
+    CLAUSE_OUTCOMES,
+    CaseRecord,
+    ClauseResult,
+    all_passed,
+    clause_of,
+    clause_sort_key,
+    group_by_clause,
+    mark_held,
+)
 
 #: The suite's package folder: a report's location inside it makes a test one of the suite's.
 PKG_DIR = Path(__file__).resolve().parent.parent
@@ -142,3 +153,31 @@ def only_held_blocks_failed(session: pytest.Session, describe: Callable[[], dict
         if t["outcome"] == "blocked"
     }
     return set(state.failed_reports) <= held_blocked and session.testsfailed == sum(state.failed_reports.values())
+
+
+def build_report(
+    implementation: Mapping[str, Any],
+    results: list[ClauseResult],
+    *,
+    listed: Callable[[str], bool] | None = None,
+    not_run: list[str] | None = None,
+) -> dict[str, Any]:
+    """The JSON report. ``listed`` says whether a clause entry of the known-failures file covers a clause;
+    ``not_run`` names the suite's clauses that this run did not run (a ``-k``/``-m`` selection), ``None`` when
+    unknown."""
+    mark_held(results, listed)
+    outcomes = [r.outcome for r in results]
+    summary = {o: outcomes.count(o) for o in CLAUSE_OUTCOMES}
+    summary["held"] = sum(r.held for r in results)
+    passed = all_passed(results)
+    return {
+        "implementation": dict(implementation),
+        "spec_file": str(SPEC_PATH),
+        "all_passed": passed,
+        "complete": not not_run,
+        "conforms": passed and not not_run and summary["held"] == 0,
+        "not_run": list(not_run or []),
+        "summary": summary,
+        "clauses": {r.clause: r.to_json() for r in results},
+        "root_causes": root_causes(results),
+    }

@@ -1,0 +1,55 @@
+"""The environment variables of an FP8 request: their names, and the request read back from them.
+
+:mod:`fp8ref.environment` writes them (``configure_fp8_environment``); :mod:`fp8ref.patch` reads them back when it
+builds the handler of an ``Accelerator`` that was given none, and verify reads ``ACCELERATE_MIXED_PRECISION``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from fp8ref.config import Backend, FP8Settings, parse_recipe
+from fp8ref.errors import FP8ConfigError
+
+MIXED_PRECISION_VAR = "ACCELERATE_MIXED_PRECISION"
+BACKEND_VAR = "ACCELERATE_FP8_BACKEND"
+ALL_GATHER_VAR = "ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
+TE_FORMAT_VAR = "ACCELERATE_FP8_FORMAT"
+TE_AMAX_HISTORY_LEN_VAR = "ACCELERATE_FP8_AMAX_HISTORY_LEN"
+TE_AMAX_COMPUTE_ALGO_VAR = "ACCELERATE_FP8_AMAX_COMPUTE_ALGO"
+COMPAT_BACKEND_VAR = "FP8_BACKEND"
+COMPAT_ALL_GATHER_VAR = "FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
+RECIPE_VAR = "FP8_RECIPE"
+AUTO_FILTER_VAR = "FP8_AUTO_FILTER"
+
+_ACCELERATE_BACKEND_NAMES = {"AO": Backend.TORCHAO, "TE": Backend.TE}
+
+
+def settings_from_environment(environ: Mapping[str, str] | None = None) -> FP8Settings:
+    """Rebuild the FP8 request from the variables :func:`configure_fp8_environment` set.
+
+    Raises :class:`FP8ConfigError` when the environment does not request FP8.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(MIXED_PRECISION_VAR, "").lower() != "fp8":
+        raise FP8ConfigError(
+            f"{MIXED_PRECISION_VAR} is {env.get(MIXED_PRECISION_VAR)!r}, not 'fp8': call "
+            "configure_fp8_environment(training_args) first, or pass training_args to "
+            "patch_accelerator_for_fp8(training_args)"
+        )
+    accelerate_backend = env.get(BACKEND_VAR, "").upper()
+    if accelerate_backend and accelerate_backend not in _ACCELERATE_BACKEND_NAMES:
+        raise FP8ConfigError(
+            f"{BACKEND_VAR}={env.get(BACKEND_VAR)!r}: fp8ref supports 'AO' (torchao) and 'TE' (Transformer Engine)"
+        )
+    backend = _ACCELERATE_BACKEND_NAMES.get(accelerate_backend, Backend.AUTO)
+    all_gather = env.get(ALL_GATHER_VAR, env.get(COMPAT_ALL_GATHER_VAR, "false")).strip().lower()
+    recipe = parse_recipe(env.get(RECIPE_VAR)) if backend is Backend.TORCHAO else None
+    return FP8Settings(
+        enabled=True,
+        backend=backend,
+        recipe=recipe,
+        enable_fsdp_float8_all_gather=all_gather in ("1", "true", "yes", "on"),
+        auto_filter=env.get(AUTO_FILTER_VAR, "false").strip().lower() in ("1", "true", "yes", "on"),
+    )
