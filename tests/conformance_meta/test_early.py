@@ -83,3 +83,21 @@ def test_a_one_process_session_starts_its_children_before_the_first_test(tmp_pat
     assert result.ret == 0, result.stdout[-3000:]
     seen = json.loads(when.read_text())
     assert seen["child"] < seen["first_test"], f"the probe started after the first test began: {seen}"
+
+
+def test_no_fork_from_a_process_with_another_thread() -> None:
+    """A lock another thread holds at the fork would stay held in the child forever: with a second thread running,
+    the training children start as fresh interpreters instead."""
+    import threading
+
+    from fp8ref_conformance.kit.forks import can_fork
+
+    assert can_fork() == (threading.active_count() == 1)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, daemon=True)
+    other.start()
+    try:
+        assert not can_fork()
+    finally:
+        release.set()
+        other.join()

@@ -6,7 +6,8 @@ importing torch and training, while the test process waits for it. In a session 
 selected tests are known, every child they will ask for; each test module that has children says which in its
 ``start_children_early(early)``, which registers them (:func:`.processes.register`). The test that needs a child
 then claims it (:func:`.processes.claim`) and waits for it instead of starting it, so the children run beside the
-in-process tests. A child nobody claims is stopped with the session.
+in-process tests. A child nobody claims is stopped with the session. The training children are forks of the test
+process rather than fresh interpreters (:mod:`.forks`): nothing has run in it yet.
 
 Under pytest-xdist the workers do not know at collection which files they will run, and their cores are busy
 anyway: there the children start at their first test, as they always could. Nothing here calls the

@@ -10,7 +10,8 @@ thread and a session of its own, writes its output to a file, calls the child mo
 child does to process-wide state (DeepSpeed's, torch.distributed's) ends with it.
 
 Probes stay fresh interpreters: what they judge is an interpreter in which some packages never were importable.
-Linux and macOS only (``os.fork``); elsewhere the children start as fresh interpreters (:func:`can_fork`).
+Linux and macOS only (``os.fork``), and only from a process with one thread; elsewhere the children start as fresh
+interpreters (:func:`can_fork`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -32,7 +34,9 @@ PRELOAD = ("torchao.float8", "transformers.trainer")
 
 
 def can_fork() -> bool:
-    return hasattr(os, "fork") and sys.platform != "win32"
+    """Whether a child may be forked here: on a system with ``fork``, from a process with one thread (a lock that
+    another thread holds at the fork stays held in the child forever)."""
+    return hasattr(os, "fork") and sys.platform != "win32" and threading.active_count() == 1
 
 
 def preload() -> None:
