@@ -83,16 +83,17 @@ def _gloo_skip_reason() -> str | None:
 def fsdp_run(impl_name: str, impl: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One 2-process run shared by the C15 tests (starting it costs several seconds), or the one started early."""
     started = claim(CHILD)
+    judged = False
     try:
         impl.require(*NEEDS)  # the workers call these three; a module without one of them fails here, naming it
         reason = _gloo_skip_reason()
         if reason:
             pytest.skip(reason)
         _require_all_gather_config(impl)
-    except BaseException:
-        if started is not None:
+        judged = True
+    finally:
+        if not judged and started is not None:  # missing, skipped or blocked: the early run is not needed
             started[0].stop()
-        raise
     child, out_dir = started if started is not None else (None, tmp_path_factory.mktemp("c15"))
     code, output = (child or launch(impl_name, out_dir)).wait(TIMEOUT_S)
     return {"code": code, "output": output, "ranks": read_rank_files(out_dir, "rank")}

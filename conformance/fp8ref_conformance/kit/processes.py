@@ -197,8 +197,7 @@ class Probe:
 
     @property
     def key(self) -> str:
-        fields = [self.impl, list(self.calls), list(self.hide), str(self.standin_dir), list(self.report_imported)]
-        return "probe:" + json.dumps(fields, sort_keys=True)
+        return "probe:" + json.dumps(self.spec(), sort_keys=True)
 
     def spec(self) -> dict[str, Any]:
         """What ``children/probe.py`` reads."""
