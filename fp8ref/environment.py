@@ -20,6 +20,12 @@ from fp8ref.backends import INSTALL_HINT, probe_backend, resolve_backend
 from fp8ref.config import Backend, FP8Settings
 from fp8ref.deepspeed_check import check_deepspeed_compatible, deepspeed_requested
 from fp8ref.errors import FP8BackendUnavailableError
+from fp8ref.patch import (
+    guard_accelerator_outside_fp8,
+    is_accelerator_patched,
+    patch_accelerator_for_fp8,
+    unpatch_accelerator_for_fp8,
+)
 from fp8ref.recipes import TE_AMAX_COMPUTE_ALGO, TE_AMAX_HISTORY_LEN, TE_FP8_FORMAT
 from fp8ref.variables import (
     ALL_GATHER_VAR,
@@ -130,8 +136,6 @@ def configure_fp8_environment(training_args: Any) -> dict[str, str]:
     will fail: this function itself raises only for invalid arguments. :func:`~fp8ref.patch.unpatch_accelerator_for_fp8`
     undoes the patch; :func:`fp8_environment` undoes both.
     """
-    from fp8ref.patch import guard_accelerator_outside_fp8, patch_accelerator_for_fp8
-
     if not FP8Settings.from_training_args(training_args).enabled:
         return {}
     changed, usable = set_fp8_environment(training_args)
@@ -150,8 +154,6 @@ def configure_fp8_environment(training_args: Any) -> dict[str, str]:
 def fp8_environment(training_args: Any) -> Iterator[dict[str, str]]:
     """Context manager form of :func:`configure_fp8_environment`: restores the previous values on exit, and
     removes accelerate's patch unless it was there before."""
-    from fp8ref.patch import is_accelerator_patched, unpatch_accelerator_for_fp8
-
     names = list(fp8_environment_variables(training_args))
     previous = {name: os.environ.get(name) for name in names}
     was_patched = is_accelerator_patched() if names else True
