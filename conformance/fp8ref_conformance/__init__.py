@@ -1,1 +1,2 @@
-"""A conformance suite for FP8 helper modules (its specification: SPEC.md in this package, C0..C17, G1..G5)."""
+"""A conformance suite for FP8 helper modules: its specification is SPEC.md in this package, its clauses are
+declared once in clauses.json (read through :mod:`.clauses`)."""

@@ -1,27 +1,22 @@
-"""Where the suite's specification lives (``SPEC.md``, shipped in the package) and which clauses it has."""
+"""Where the suite's specification lives (``SPEC.md``, shipped in the package) and which clauses it has (the
+clause table, :mod:`.clauses`, whose order is the spec's)."""
 
 from __future__ import annotations
 
-import functools
-import re
 from pathlib import Path
 
-SPEC_NAME = "SPEC.md"
-SPEC_PATH = Path(__file__).resolve().parent / SPEC_NAME
+from . import clauses as table
+from .clauses import SPEC_NAME
 
-_HEADING = re.compile(r"^###\s+(?P<id>[CG]\d+[a-z]?)\s*$", re.M)
+SPEC_PATH = Path(__file__).resolve().parent / SPEC_NAME
 
 
 def anchor(clause: str) -> str:
-    """The section of ``clause`` in the spec: ``SPEC.md#c9d`` (GitHub's anchor of the heading ``### C9d``)."""
-    return f"{SPEC_NAME}#{clause.split('/', 1)[0].lower()}"  # G1/cpu, a CPU twin, points to G1
+    """The section of ``clause`` in the spec: ``SPEC.md#c9d`` (GitHub's anchor of the heading ``### C9d``); a CPU
+    twin (``G1/cpu``) points to its clause's section."""
+    return f"{SPEC_NAME}#{clause.split('/', 1)[0].lower()}"
 
 
-@functools.cache
 def spec_clauses() -> tuple[str, ...]:
-    """The clause ids that have a section (a ``### C9d`` heading) in the spec."""
-    try:
-        text = SPEC_PATH.read_text()
-    except OSError:
-        return ()
-    return tuple(m["id"] for m in _HEADING.finditer(text))
+    """The clause ids that have a section (a ``### C9d`` heading) in the spec, in its order."""
+    return table.ids()

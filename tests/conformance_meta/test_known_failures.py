@@ -120,3 +120,19 @@ def test_known_failures_file_accepts_clause_groups_and_node_ids(tmp_path: Path) 
     assert c13.matches("C13a", "x.py::t") and c13.matches("C13", "x.py::t") and not c13.matches("C1", "x.py::t")
     assert node.matches("C9d", f"fp8ref_conformance/{test}[a]")
     assert not node.matches("C9d", f"{test}[b]")
+
+
+def test_known_failures_errors_name_the_clause_table_s_ranges(tmp_path: Path) -> None:
+    """The ranges an error names come from the clause table, so they follow it when a clause is added."""
+    from fp8ref_conformance import clauses
+
+    twins = [c.id for c in clauses.clauses() if c.cpu_twin]
+    for entry, expected in (
+        ("C18", f"(clauses are {clauses.range_text()})"),
+        ("C9d/cpu", f"({twins[0]}/cpu..{twins[-1]}/cpu)"),
+    ):
+        path = tmp_path / "xfails.txt"
+        path.write_text(f"{entry}\n")
+        with pytest.raises(KnownFailuresError) as info:
+            load_known_failures(path)
+        assert expected in str(info.value)

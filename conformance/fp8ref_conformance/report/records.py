@@ -4,16 +4,13 @@ and the JSON report."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import clauses as table
 from .outcomes import PhaseOutcome
-
-#: ``test_c9d_...`` -> ``C9d``; ``test_g2_...`` -> ``G2``; ``test_c12_...`` -> ``C12``.
-_CLAUSE_RE = re.compile(r"^test_(?P<letter>[cg])(?P<num>\d+)(?P<sub>[a-z]?)_")
 
 #: Outcomes of one test, from best to worst. ``known``: a failure listed in the known-failures file (an
 #: xfail); ``blocked``: another clause's broken behaviour kept the test from its check; ``missing``: the test
@@ -25,18 +22,13 @@ CLAUSE_OUTCOMES = ("passed", "failed", "missing", "blocked", "known", "skipped")
 
 
 def clause_of(test_name: str) -> str | None:
-    """The clause a test is named after, or ``None`` when the name carries no clause id."""
-    match = _CLAUSE_RE.match(test_name.split("[", 1)[0])
-    if match is None:
-        return None
-    return f"{match['letter'].upper()}{int(match['num'])}{match['sub']}"
+    """The clause a test is named after (``test_c9d_...``: C9d, a clause of the table), or ``None``."""
+    return table.clause_of_test(test_name)
 
 
-def clause_sort_key(clause: str) -> tuple[int, int, str]:
-    match = re.match(r"([CG])(\d+)([a-z]?)", clause)
-    if match is None:
-        return (9, 0, clause)
-    return (0 if match[1] == "C" else 1, int(match[2]), match[3] + clause[match.end() :])
+def clause_sort_key(clause: str) -> tuple[int, str]:
+    """Contract order of clause labels (``G1/cpu`` right after ``G1``)."""
+    return table.sort_key(clause)
 
 
 @dataclass

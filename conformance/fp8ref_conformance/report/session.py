@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from .. import clauses as table
 from ..implementation import ImplementationInfo
 from ..spec import SPEC_PATH
 from .causes import root_causes
@@ -67,9 +68,10 @@ def clause_of_report(
     if nodeid not in state.clause_of_node:
         name = nodeid.rsplit("::", 1)[-1]
         clause = clause_of(name) if is_suite_path(config, location[0]) else None
-        if clause is not None and clause.startswith("G") and "gpu" not in keywords:
+        declared = table.get(clause) if clause is not None else None
+        if declared is not None and declared.gpu and "gpu" not in keywords:
             # A G test's CPU twin (stand-in TE, CPU torchao) never gives the G clause's verdict.
-            clause += "/cpu"
+            clause = declared.id + table.TWIN_SUFFIX
         state.clause_of_node[nodeid] = clause or ""
     return state.clause_of_node[nodeid] or None
 
@@ -108,7 +110,7 @@ def not_run(config: pytest.Config, ran: set[str]) -> list[str]:
     state = config.stash[STATE]
     universe = set(suite_clauses())
     if gpu_split(config) == "gpu":
-        universe = {c for c in universe if c.startswith("G")}
+        universe &= {c.id for c in table.gpu_clauses()}
     ran_base = {c.split("/", 1)[0] for c in ran}
     partly = {c for c in state.deselected if c in ran}
     labels = sorted(universe - ran_base) + [f"{c} (in part)" for c in sorted(partly)]
