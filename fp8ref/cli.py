@@ -115,6 +115,13 @@ def _check(args: argparse.Namespace) -> int:
     )
 
 
+def _gpu_clauses() -> str:
+    """The suite's GPU clauses as a range of ids, from its clause table (a light import: no torch)."""
+    from fp8ref_conformance import clauses
+
+    return clauses.range_text(clauses.gpu_clauses())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fp8ref", description="Is FP8 training really on, configured right, and does it pay?"
@@ -168,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="module offering the five functions (default fp8ref); repeat it to compare implementations",
     )
-    check.add_argument("--gpu", action="store_true", help="run the GPU clauses (G1..G4) instead of the CPU ones")
+    check.add_argument(
+        "--gpu", action="store_true", help=f"run the GPU clauses ({_gpu_clauses()}) instead of the CPU ones"
+    )
     check.add_argument("--report", help="write the JSON clause report here")
     check.add_argument("--xfails", metavar="FILE", help="known-failures file: listed clauses count as 'known'")
     check.add_argument(
