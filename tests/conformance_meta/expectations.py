@@ -107,3 +107,9 @@ def run_of(case: Declared) -> SuiteRun:
     expected = case.expected
     args, env = session_of(case.module, expected.select, via_env=expected.via_env, children=expected.children)
     return SuiteRun(case.module, args, env, (str(case.folder),))
+
+
+def scenario_run(key: str, impl: str, folder: Path, select: str, *extra: str) -> SuiteRun:
+    """A session of a scenario test, which judges its runs with assertions of its own (``test_verdicts.py``,
+    ``test_partial_implementations.py``): the suite against ``impl`` from ``folder``, restricted to ``select``."""
+    return SuiteRun(key, suite_args(impl, select, *extra), {}, (str(folder),))
