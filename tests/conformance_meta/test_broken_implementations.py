@@ -1,160 +1,99 @@
-"""The conformance suite must fail deliberately broken implementations on the clause each breaks, and
+"""The conformance suite must give each broken or partial implementation the verdicts the module declares, and
 pass a second correct implementation written independently of fp8ref.
 
-Each broken module in ``broken/`` is fp8ref with one seed bug put back. The suite runs against each as a
-user runs it (``pytest --pyargs fp8ref_conformance --fp8-impl MODULE``), restricted with ``-k`` to the
-clause group concerned; the JSON report then says which clauses failed. All the broken modules share
-one child process (:mod:`suite_runs`: one pytest session each), which pays torch's and the suite's
-import once instead of once per module.
+Each module of ``broken/`` is fp8ref with one seed bug put back (or, in ``partial/``, fp8ref with functions left
+out), ending with its ``EXPECTED`` (:mod:`.expectations`): the clauses it fails, those that must still pass or say
+``missing``, the tests named, the ``-k`` selection of its one suite session. The suite runs against each as a user
+runs it (``pytest --pyargs fp8ref_conformance --fp8-impl MODULE``); the JSON report and the terminal table then
+say what the module declared. All the sessions are one batch (:mod:`.suite_runs`: one fork each of this process,
+which has torch and the suite imported once).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .suite_runs import SuiteResult, SuiteRun, run_suites, suite_args
+from .expectations import CORRECT_DIR, META, Declared, declared, implementation_files, run_of, session_of
+from .suite_runs import SuiteResult, SuiteRun, run_suites
 
-BROKEN_DIR = Path(__file__).resolve().parent / "broken"
-CORRECT_DIR = Path(__file__).resolve().parent / "correct"
-
-
-@dataclass(frozen=True)
-class Broken:
-    module: str
-    select: str
-    must_fail: frozenset[str]
-    must_pass: frozenset[str]
-    via_env: bool = False  # choose the implementation with $FP8REF_IMPL instead of --fp8-impl
-    children: bool = False  # keep the FSDP2 (C15) and DeepSpeed (C16) tests, which start training processes
-
-
-CASES = [
-    Broken(
-        "fp8broken_env_backend",
-        "c8",
-        frozenset({"C8b", "C8f"}),
-        frozenset({"C8a", "C8c", "C8d", "C8e"}),
-    ),
-    Broken(
-        "fp8broken_substring_filter",
-        "c9",
-        frozenset({"C9d"}),
-        frozenset({"C9a", "C9b", "C9c", "C9e", "C9f"}),
-    ),
-    Broken(
-        "fp8broken_empty_on_error",
-        "c1_ or c4 or c5",
-        frozenset({"C4"}),
-        frozenset({"C1", "C5"}),
-        via_env=True,
-    ),
-    Broken(
-        "fp8broken_drop_all_gather",
-        "c5 or c6",
-        frozenset({"C6"}),
-        frozenset({"C5"}),
-    ),
-    Broken(
-        "fp8broken_verify_info_only",
-        "c2 or c12 and not trainer",
-        frozenset({"C12a"}),
-        frozenset({"C2", "C12b"}),
-    ),
-    Broken(
-        "fp8broken_patch_imports_te",
-        "c12 and not trainer or c13d",
-        frozenset({"C13d"}),
-        frozenset({"C12a", "C12b"}),
-    ),
-    Broken(
-        "fp8broken_patch_no_handlers_only",
-        "c13",
-        frozenset({"C13a"}),
-        frozenset({"C13b", "C13c", "C13d", "C13e"}),
-    ),
-    Broken("fp8broken_emulates", "c5", frozenset({"C5e"}), frozenset({"C5"})),
-    Broken(
-        "fp8broken_verify_ignores_emulation",
-        "c12a or c12b or c12c or c5e",
-        frozenset({"C12c"}),
-        frozenset({"C5e", "C12a", "C12b"}),
-    ),
-    Broken(
-        "fp8broken_verify_warns_before_prepare",
-        "c12a or c12b or c12d and not trainer",
-        frozenset({"C12d"}),
-        frozenset({"C12a", "C12b"}),
-    ),
-    Broken(
-        "fp8broken_verify_never_follows_up",
-        "c12a or c12b or c12d and not trainer",
-        frozenset({"C12d"}),
-        frozenset({"C12a", "C12b"}),
-    ),
-    # The filter tests of C17b, and C9e on the same filter (fast: no training run).
-    Broken(
-        "fp8broken_lora_adapters_converted",
-        "c17b_filter or c17b_property or c9e",
-        frozenset({"C17b"}),
-        frozenset({"C9e"}),
-    ),
-    # Last: importing it switches off a check inside fp8ref.patch for the rest of the batch's process.
-    # Only the all-gather runs of C16 (the suite starts no training run when only C16c is selected).
-    Broken("fp8broken_deepspeed_all_gather", "c16c", frozenset({"C16c"}), frozenset(), children=True),
-]
-
-
-#: Leaves out the test modules that start training processes (FSDP2 on two ranks, DeepSpeed): their clauses'
-#: in-process tests judge the same functions, and each such process costs 10 to 30 s of a 2-core machine.
-WITHOUT_CHILDREN = "not test_c15_distributed and not test_c16_deepspeed"
-
-
-def session_of(
-    impl: str, select: str, *, via_env: bool, children: bool = False
-) -> tuple[tuple[str, ...], dict[str, str]]:
-    """The pytest arguments and environment of one session of the suite against ``impl``; without ``children``
-    the selection leaves out the tests that start training processes."""
-    keyword = select if children else f"({select}) and {WITHOUT_CHILDREN}"
-    return suite_args(impl, keyword, via_env=via_env), ({"FP8REF_IMPL": impl} if via_env else {})
-
-
-def runs_of(cases: list[Broken]) -> list[SuiteRun]:
-    """One suite session per broken module, importable from ``broken/``."""
-    runs = []
-    for case in cases:
-        args, env = session_of(case.module, case.select, via_env=case.via_env, children=case.children)
-        runs.append(SuiteRun(case.module, args, env, (str(BROKEN_DIR),)))
-    return runs
+DECLARED = declared()
 
 
 @pytest.fixture(scope="module")  # one batch per module: run with --dist loadfile under pytest-xdist
-def broken_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
-    return run_suites(runs_of(CASES), tmp_path_factory.mktemp("broken-runs"))
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
+    return run_suites([run_of(case) for case in DECLARED], tmp_path_factory.mktemp("declared-runs"))
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.module for c in CASES])
-def test_suite_fails_broken_implementation_on_its_clause(broken_results: dict[str, SuiteResult], case: Broken) -> None:
-    result = broken_results[case.module]
+def _tests(report: dict[str, object]) -> dict[str, str]:
+    """Outcome of every test of the report, by its name (node id without the module)."""
+    clauses: dict[str, dict[str, list[dict[str, str]]]] = report["clauses"]  # type: ignore[assignment]
+    return {test["nodeid"].rsplit("::", 1)[-1]: test["outcome"] for data in clauses.values() for test in data["tests"]}
+
+
+@pytest.mark.parametrize("case", DECLARED, ids=[c.module for c in DECLARED])
+def test_suite_gives_the_declared_verdicts(results: dict[str, SuiteResult], case: Declared) -> None:
+    result, expected, module = results[case.module], case.expected, case.module
     report = result.report
-    assert report is not None, f"no report written:\n{result.stdout[-3000:]}"
-    outcomes = {clause: data["outcome"] for clause, data in report["clauses"].items()}
-    assert report["implementation"]["module"] == case.module
-    assert report["implementation"]["file"].startswith(str(BROKEN_DIR))
-    for clause in sorted(case.must_fail):
-        assert outcomes.get(clause) == "failed", f"{clause} should fail for {case.module}: {outcomes}"
-        assert report["clauses"][clause]["first_failure"], "a failed clause names its first failure"
-    for clause in sorted(case.must_pass):
-        assert outcomes.get(clause) == "passed", f"{clause} should pass for {case.module}: {outcomes}"
+    assert report is not None, f"no report written:\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}"
+    assert report["implementation"]["module"] == module
+    assert report["implementation"]["file"].startswith(str(case.folder))
+    clauses = report["clauses"]
+    outcomes = {clause: data["outcome"] for clause, data in clauses.items()}
+    for clause in expected.fails:
+        assert outcomes.get(clause) == "failed", f"{clause} should fail for {module}: {outcomes}"
+        assert clauses[clause]["first_failure"], "a failed clause names its first failure"
+    for clause in expected.passes:
+        assert outcomes.get(clause) == "passed", f"{clause} should pass for {module}: {clauses.get(clause)}"
+    for clause, names in expected.missing.items():
+        data = clauses.get(clause, {})
+        assert data.get("outcome") == "missing", f"{clause} should be missing for {module}: {data}"
+        assert data["missing"] == list(names) and data["first_failure"] == f"missing: {', '.join(names)}", data
+    tests = _tests(report)
+    wrong = {name: tests.get(name) for name in expected.failing_tests if tests.get(name) != "failed"}
+    assert not wrong, f"these tests should fail for {module}: {wrong}"
+    wrong = {name: tests.get(name) for name in expected.passing_tests if tests.get(name) != "passed"}
+    assert not wrong, f"these tests should pass for {module}: {wrong}"
+    for clause, text in expected.says.items():
+        assert text in (clauses[clause]["first_failure"] or ""), clauses[clause]["first_failure"]
     assert report["all_passed"] is False
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout[-2000:]
     out = result.stdout
-    assert f"fp8 conformance: implementation {case.module} (file {BROKEN_DIR}" in out, "report header"
+    assert f"fp8 conformance: implementation {module} (file {case.folder}" in out, "report header"
     assert "FP8 conformance by clause" in out and "DOES NOT CONFORM" in out, "terminal table"
-    first = sorted(case.must_fail)[0]
-    assert any(line.startswith(f"{first} ") and "FAILED" in line for line in out.splitlines()), out[-2000:]
+    first, word = (sorted(expected.fails)[0], "FAILED") if expected.fails else (sorted(expected.missing)[0], "MISSING")
+    assert any(line.startswith(f"{first} ") and word in line for line in out.splitlines()), out[-2000:]
+
+
+def test_every_implementation_module_is_judged() -> None:
+    """A module of ``broken/`` or ``partial/`` without ``EXPECTED`` is used by name in a scenario test of its own
+    (``test_verdicts.py``, ``test_partial_implementations.py``): none is left unjudged."""
+    scenarios = "\n".join(path.read_text() for path in META.glob("test_*.py") if path.name != Path(__file__).name)
+    declaring = {case.module for case in DECLARED}
+    unjudged = [
+        path.stem for path in implementation_files() if path.stem not in declaring and path.stem not in scenarios
+    ]
+    assert not unjudged, f"neither declared nor used by a scenario test: {unjudged}"
+    assert len(declaring) >= 34, sorted(declaring)
+
+
+def test_a_declaration_is_read_as_a_literal_without_importing(tmp_path: Path) -> None:
+    """``EXPECTED`` is data: a name or call in it is refused, not evaluated; a field the meta-tests do not know is
+    refused; a declaration that fails nothing would pass the suite and is refused."""
+    from .expectations import declaration_of
+
+    module = tmp_path / "fp8broken_x.py"
+    module.write_text("import sys\nsys.exit(3)\nEXPECTED = {'select': 'c9', 'fails': ('C9d',)}\n")
+    assert declaration_of(module) is not None and declaration_of(module).fails == ("C9d",)  # type: ignore[union-attr]
+    for wrong, error in [
+        ("{'select': 'c9', 'fails': FAILS}", ValueError),
+        ("{'select': 'c9', 'fail': ('C9d',)}", TypeError),
+        ("{'select': 'c9', 'passes': ('C9d',)}", ValueError),
+    ]:
+        module.write_text(f"EXPECTED = {wrong}\n")
+        with pytest.raises(error):
+            declaration_of(module)
 
 
 def test_suite_passes_an_independent_correct_implementation(tmp_path: Path) -> None:

@@ -6,14 +6,13 @@ that the assertions name, all in one child process (:mod:`.suite_runs`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .suite_runs import SuiteResult, SuiteRun, run_suites, suite_args
+from .expectations import PARTIAL_DIR, scenario_run
+from .suite_runs import SuiteResult, run_suites
 
-PARTIAL_DIR = Path(__file__).resolve().parent / "partial"
 PATCH = "patch_accelerator_for_fp8"
 
 
@@ -31,15 +30,7 @@ SESSIONS = {
 
 @pytest.fixture(scope="module")
 def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]:
-    runs = [
-        SuiteRun(
-            impl,
-            suite_args(impl, select),
-            {},
-            (str(PARTIAL_DIR),),
-        )
-        for impl, select in SESSIONS.items()
-    ]
+    runs = [scenario_run(impl, impl, PARTIAL_DIR, select) for impl, select in SESSIONS.items()]
     return run_suites(runs, tmp_path_factory.mktemp("partial-runs"))
 
 

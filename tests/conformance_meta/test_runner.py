@@ -15,7 +15,7 @@ from fp8ref.cli import build_parser
 from fp8ref_conformance.report.render import markdown_table
 from fp8ref_conformance.runner import DEFAULT_WORKERS, pytest_command, run_check
 
-BROKEN_DIR = Path(__file__).resolve().parent / "broken"
+from .expectations import BROKEN_DIR
 
 
 def test_pytest_command_selects_marker_impl_report_xfails_and_workers() -> None:

@@ -24,10 +24,11 @@ from fp8ref_conformance.report.session import build_report
 from fp8ref_conformance.runner import child_env, run_check, split_impl
 from fp8ref_conformance.spec import SPEC_PATH
 
-from .suite_runs import SuiteResult, SuiteRun, run_suites, suite_args
+from .expectations import BROKEN_DIR as BROKEN
+from .expectations import PARTIAL_DIR as PARTIAL
+from .expectations import scenario_run
+from .suite_runs import SuiteResult, run_suites
 
-META = Path(__file__).resolve().parent
-BROKEN, PARTIAL = META / "broken", META / "partial"
 #: The clauses whose tests read the all-gather flag (and G3's CPU twin: a label of every kind), the cheap tests of
 #: each: C11's real-kernel tests only (rowwise judged, tensorwise blocked).
 ALL_GATHER = "c0_backend or c5 or c6 or c8c or c10 or c11_real or c13a or c15 or g3"
@@ -43,31 +44,17 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SuiteResult]
     missing = work / "missing.txt"
     missing.write_text("C13c\n")
     runs = [
-        SuiteRun("c6", suite_args("fp8broken_c6_only", ALL_GATHER), {}, (str(BROKEN),)),
-        SuiteRun("crash", suite_args("fp8broken_all_gather_crashes", BLOCKED_BY_C6), {}, (str(BROKEN),)),
-        SuiteRun(
-            "c6-listed", suite_args("fp8broken_c6_only", BLOCKED_BY_C6, "--fp8-xfails", str(listed)), {}, (str(BROKEN),)
-        ),
-        SuiteRun(
-            "missing-listed",
-            suite_args("fp8partial_no_patch", "c13c", "--fp8-xfails", str(missing)),
-            {},
-            (str(PARTIAL),),
-        ),
+        scenario_run("c6", "fp8broken_c6_only", BROKEN, ALL_GATHER),
+        scenario_run("crash", "fp8broken_all_gather_crashes", BROKEN, BLOCKED_BY_C6),
+        scenario_run("c6-listed", "fp8broken_c6_only", BROKEN, BLOCKED_BY_C6, "--fp8-xfails", str(listed)),
+        scenario_run("missing-listed", "fp8partial_no_patch", PARTIAL, "c13c", "--fp8-xfails", str(missing)),
     ]
     results = run_suites(runs, work / "first")
     first = results["c6"].report
     assert first is not None, results["c6"].stdout[-3000:]
     written = work / "written.txt"
     write_known_failures_of(written, "fp8broken_c6_only", first)
-    second = [
-        SuiteRun(
-            "roundtrip",
-            suite_args("fp8broken_c6_only", BLOCKED_BY_C6, "--fp8-xfails", str(written)),
-            {},
-            (str(BROKEN),),
-        )
-    ]
+    second = [scenario_run("roundtrip", "fp8broken_c6_only", BROKEN, BLOCKED_BY_C6, "--fp8-xfails", str(written))]
     results.update(run_suites(second, work / "second"))
     results["written"] = SuiteResult(0, written.read_text(), None)
     return results

@@ -21,3 +21,26 @@ def _no_layer_in_a_compiled_module(accelerator: Any) -> bool:
 
 
 verify_fp8_status = verify_with_notice(_reference_verify, _no_layer_in_a_compiled_module)
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {
+    "select": "(c12e or c12b) and not eagerly",
+    "fails": ("C12e",),
+    "passes": ("C12b",),
+    "failing_tests": (
+        "test_c12e_compiled_float8_layers_get_no_notice[dynamo-plugin]",
+        "test_c12e_compiled_float8_layers_get_no_notice[regional-dynamo-plugin]",
+        "test_c12e_deferred_check_judges_compilation_after_the_next_prepare[dynamo-plugin]",
+        "test_c12e_trainer_compiling_at_prepare_gets_no_notice",
+    ),
+    "passing_tests": (
+        "test_c12e_compiled_float8_layers_get_no_notice[wrapper-of-the-model]",
+        "test_c12e_compiled_float8_layers_get_no_notice[wrapper-of-an-enclosing-module]",
+        "test_c12e_compiled_float8_layers_get_no_notice[compiled-in-place]",
+        "test_c12e_compiled_float8_layers_get_no_notice[block-compiled-in-place]",
+        "test_c12e_eager_float8_layers_get_one_compile_notice",
+        "test_c12e_deferred_check_judges_compilation_after_the_next_prepare[eager]",
+    ),
+    "children": True,
+    "why": "C12e: a verify that never looks at the accelerator's dynamo plugin.",
+}

@@ -15,3 +15,27 @@ from fp8ref import verify_fp8_status as _reference_verify
 def verify_fp8_status(accelerator: Any, training_args: Any) -> Any:
     silence_fp8ref_compile_notices()
     return _reference_verify(accelerator, training_args)
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {
+    "select": "(c12e or c12b) and not compiling_at_prepare",
+    "fails": ("C12e",),
+    "passes": ("C12b",),
+    "failing_tests": (
+        "test_c12e_eager_float8_layers_get_one_compile_notice",
+        "test_c12e_deferred_check_judges_compilation_after_the_next_prepare[eager]",
+        "test_c12e_trainer_running_eagerly_gets_the_notice_after_train",
+    ),
+    "passing_tests": (
+        "test_c12e_compiled_float8_layers_get_no_notice[wrapper-of-the-model]",
+        "test_c12e_compiled_float8_layers_get_no_notice[wrapper-of-an-enclosing-module]",
+        "test_c12e_compiled_float8_layers_get_no_notice[compiled-in-place]",
+        "test_c12e_compiled_float8_layers_get_no_notice[block-compiled-in-place]",
+        "test_c12e_compiled_float8_layers_get_no_notice[dynamo-plugin]",
+        "test_c12e_compiled_float8_layers_get_no_notice[regional-dynamo-plugin]",
+    ),
+    "says": {"C12e": "torch.compile"},
+    "children": True,
+    "why": "C12e: a verify that never names torch.compile.",
+}

@@ -21,3 +21,14 @@ def configure_fp8_environment(training_args: Any) -> Any:
         return _reference_configure(training_args)
     finally:
         Accelerator.__init__ = init  # type: ignore[method-assign]
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {
+    "select": "c14b",
+    "fails": ("C14b",),
+    "failing_tests": ("test_c14b_llamafactory_call_order_converts_projections_cpu[torchao]",),
+    "passing_tests": ("test_c14b_llamafactory_call_order_converts_projections_cpu[te]",),
+    "children": True,
+    "why": "C14b: LLaMA-Factory calls no patch for torchao.",
+}

@@ -14,3 +14,11 @@ from fp8ref import *  # noqa: F403  (everything this module does not break is fp
 
 configure_fp8_environment = _environment_only  # after the star import, which brings fp8ref's
 patch_accelerator_for_fp8 = make_patch(PatchDefect(convert_after_prepare=True))
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {
+    "select": "test_g2 or test_g4",
+    "fails": ("G4/cpu",),
+    "passes": ("G2/cpu",),
+    "why": "G4's device check on the CPU twin.",
+}

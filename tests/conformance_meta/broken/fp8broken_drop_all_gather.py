@@ -20,3 +20,7 @@ def create_fp8_kwargs(training_args: Any) -> list[Any]:
         fp8_enable_fsdp_float8_all_gather=False,
     )
     return _reference_create(args)
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {"select": "c5 or c6", "fails": ("C6",), "passes": ("C5",)}

@@ -16,3 +16,7 @@ def create_fp8_kwargs(training_args: Any) -> list[Any]:
     except Exception as exc:
         logging.getLogger(__name__).info("Failed to create FP8 configuration: %s", exc)
         return []
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {"select": "c1_ or c4 or c5", "fails": ("C4",), "passes": ("C1", "C5"), "via_env": True}

@@ -16,3 +16,7 @@ def create_fp8_kwargs(training_args: Any) -> list[Any]:
         if hasattr(handler, "config"):
             handler.config = dataclasses.replace(handler.config, emulate=True)
     return handlers
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {"select": "c5", "fails": ("C5e",), "passes": ("C5",)}

@@ -16,3 +16,7 @@ def configure_fp8_environment(training_args: Any) -> None:
     if getattr(training_args, "fp8", False):
         os.environ.pop("ACCELERATE_FP8_BACKEND", None)
         os.environ["FP8_BACKEND"] = str(getattr(training_args, "fp8_backend", "auto"))
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {"select": "c8", "fails": ("C8b", "C8f"), "passes": ("C8a", "C8c", "C8d", "C8e")}

@@ -28,3 +28,12 @@ def create_fp8_kwargs(training_args: Any) -> list[Any]:
         if hasattr(handler, "module_filter_func"):
             handler.module_filter_func = _wrap(handler.module_filter_func)
     return handlers
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {
+    "select": "c9 and not property",
+    "fails": ("C9d",),
+    "passes": ("C9a", "C9b", "C9c", "C9e", "C9f"),
+    "why": "C9 names in other letter cases.",
+}

@@ -13,3 +13,7 @@ def patch_accelerator_for_fp8(training_args: Any = None) -> None:
     import transformer_engine.pytorch  # noqa: F401  (the seed's unconditional import)
 
     _reference_patch(training_args)
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {"select": "c12 and not trainer or c13d", "fails": ("C13d",), "passes": ("C12a", "C12b")}

@@ -41,3 +41,7 @@ def patch_accelerator_for_fp8() -> None:
 
 def configure_fp8_environment(training_args: Any) -> dict[str, str]:
     return set_fp8_environment(training_args)[0]
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {"select": "c13", "fails": ("C13a",), "passes": ("C13b", "C13c", "C13d", "C13e")}

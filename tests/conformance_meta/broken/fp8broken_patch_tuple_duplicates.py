@@ -14,3 +14,6 @@ from fp8ref import *  # noqa: F403  (everything this module does not break is fp
 
 configure_fp8_environment = _environment_only  # after the star import, which brings fp8ref's
 patch_accelerator_for_fp8 = make_patch(PatchDefect(tuples="blind"))
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {"select": "c13a or c13b", "fails": ("C13b",), "passes": ("C13a",), "why": "C13: handlers in a tuple."}

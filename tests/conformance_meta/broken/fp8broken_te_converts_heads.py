@@ -14,3 +14,10 @@ from fp8ref import *  # noqa: F403  (everything this module does not break is fp
 
 configure_fp8_environment = _environment_only  # after the star import, which brings fp8ref's
 patch_accelerator_for_fp8 = make_patch(PatchDefect(te_names=False))
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {
+    "select": "c13a_te or test_g2 or test_g3",
+    "fails": ("C13a", "G2/cpu", "G3/cpu"),
+    "why": "Two-sided TE conversion (G2, G3, C13a).",
+}

@@ -11,3 +11,11 @@ from _verify_kit import VerifyDefect, make_verify
 from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 
 verify_fp8_status = make_verify(VerifyDefect(count_te=False))
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {
+    "select": "c12a_warns_when_no_te or c12b_quiet_when_te or c12d_te",
+    "fails": ("C12b", "C12d"),
+    "passes": ("C12a",),
+    "why": "C12 on Transformer Engine layers (the stand-in TE, on the CPU).",
+}

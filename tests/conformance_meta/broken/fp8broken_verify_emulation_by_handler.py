@@ -11,3 +11,11 @@ from _verify_kit import VerifyDefect, make_verify
 from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 
 verify_fp8_status = make_verify(VerifyDefect(emulation="handler"))
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {
+    "select": "c12a or c12c",
+    "fails": ("C12c",),
+    "passes": ("C12a",),
+    "why": "C12c: some layers emulate; the user converted the emulating layers.",
+}

@@ -14,3 +14,7 @@ def verify_fp8_status(accelerator: Any, training_args: Any) -> None:
         return
     if not getattr(accelerator, "fp8_enabled", False):
         logging.getLogger(__name__).info("WARNING: FP8 was requested but fp8_enabled=False. FP8 may not be working.")
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {"select": "c2 or c12 and not trainer", "fails": ("C12a",), "passes": ("C12b", "C2")}

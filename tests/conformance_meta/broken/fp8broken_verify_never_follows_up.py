@@ -15,3 +15,7 @@ def verify_fp8_status(accelerator: Any, training_args: Any) -> Any:
     if getattr(training_args, "fp8", False) and getattr(accelerator, "fp8_enabled", False) and nothing_prepared:
         return None
     return _reference_verify(accelerator, training_args)
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {"select": "c12a or c12b or c12d and not trainer", "fails": ("C12d",), "passes": ("C12a", "C12b")}

@@ -16,3 +16,7 @@ def verify_fp8_status(accelerator: Any, training_args: Any) -> Any:
         logging.getLogger(__name__).warning("FP8 training was requested but is NOT in effect: no prepared model")
         return None
     return _reference_verify(accelerator, training_args)
+
+
+#: What the suite must say of this module (tests/conformance_meta/expectations.py).
+EXPECTED = {"select": "c12a or c12b or c12d and not trainer", "fails": ("C12d",), "passes": ("C12a", "C12b")}
