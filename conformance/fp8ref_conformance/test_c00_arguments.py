@@ -21,7 +21,7 @@ import pytest
 from torch import nn
 
 from .kit.accelerators import reference_fp8_accelerator
-from .kit.contract import ALLOWED_ENV_PREFIXES, make_args
+from .kit.contract import ALLOWED_ENV_PREFIXES, fp8_arguments
 from .kit.env import env_diff, env_snapshot, fp8_env_prefixes
 from .kit.messages import mentions_package
 from .kit.models import LinearLike, mixed_model
@@ -127,14 +127,14 @@ def test_c0_missing_attributes_take_their_defaults(impl: types.ModuleType, funct
     """An object without ``fp8`` (False), ``fp8_backend`` (auto) or the flag (False) is answered as if it had
     them at their defaults."""
     omit, values = _OMITTED[case]
-    duck = make_args(fp8=values["fp8"], backend="auto", all_gather=False, omit=omit)
-    explicit = make_args(fp8=values["fp8"], backend="auto", all_gather=False)
+    duck = fp8_arguments(fp8=values["fp8"], backend="auto", all_gather=False, omit=omit)
+    explicit = fp8_arguments(fp8=values["fp8"], backend="auto", all_gather=False)
     _same(function, impl, duck, explicit, f"an object without {', '.join(omit)}")
 
 
 def test_c0_any_object_is_accepted(impl: types.ModuleType) -> None:
     """Not only a namespace: a plain object with no attribute at all means FP8 off."""
-    plain, explicit = object(), make_args(fp8=False)
+    plain, explicit = object(), fp8_arguments(fp8=False)
     for function in sorted(_FUNCTIONS):
         _same(function, impl, plain, explicit, "object()")
 
@@ -170,8 +170,8 @@ def test_c0_verify_takes_the_defaults_of_missing_attributes(impl: types.ModuleTy
     """``verify_fp8_status`` says what it says with the defaults spelled out: no more, no less."""
     omit, values = _OMITTED[case]
     make_acc = _ACCELERATORS[acc]
-    explicit = _verify_outcome(impl, make_acc, make_args(fp8=values["fp8"], backend="auto"))
-    duck = _verify_outcome(impl, make_acc, make_args(fp8=values["fp8"], backend="auto", omit=omit))
+    explicit = _verify_outcome(impl, make_acc, fp8_arguments(fp8=values["fp8"], backend="auto"))
+    duck = _verify_outcome(impl, make_acc, fp8_arguments(fp8=values["fp8"], backend="auto", omit=omit))
     assert duck == explicit, (
         f"verify_fp8_status with an object without {', '.join(omit)} gave (raised, warned)={duck}, with the "
         f"defaults spelled out {explicit}"
@@ -191,7 +191,13 @@ def test_c0_backend_names_in_any_letter_case(
 ) -> None:
     """``fp8_backend="TorchAO"`` is ``"torchao"`` (for ``te`` with the stand-in TE: recipe construction only)."""
     with _maybe_standin(name, standin_te_dir):
-        _same(function, impl, make_args(fp8=fp8, backend=spelling), make_args(fp8=fp8, backend=name), f"{spelling!r}")
+        _same(
+            function,
+            impl,
+            fp8_arguments(fp8=fp8, backend=spelling),
+            fp8_arguments(fp8=fp8, backend=name),
+            f"{spelling!r}",
+        )
 
 
 @pytest.mark.parametrize("acc", ["plain-accelerator", "fp8-in-effect"])
@@ -200,8 +206,8 @@ def test_c0_verify_matches_backend_names_in_any_letter_case(
     impl: types.ModuleType, acc: str, spelling: str, name: str
 ) -> None:
     make_acc = _ACCELERATORS[acc]
-    explicit = _verify_outcome(impl, make_acc, make_args(fp8=True, backend=name))
-    duck = _verify_outcome(impl, make_acc, make_args(fp8=True, backend=spelling))
+    explicit = _verify_outcome(impl, make_acc, fp8_arguments(fp8=True, backend=name))
+    duck = _verify_outcome(impl, make_acc, fp8_arguments(fp8=True, backend=spelling))
     assert duck == explicit, (
         f"verify_fp8_status with {spelling!r} gave (raised, warned)={duck}, with {name!r} {explicit}"
     )
@@ -211,4 +217,4 @@ def test_c0_verify_matches_backend_names_in_any_letter_case(
 def test_c0_te_in_any_letter_case_where_te_is_not_installed(impl: types.ModuleType, function: str) -> None:
     """With ``transformer_engine`` hidden, ``"TE"`` fails (or not) as ``"te"`` does (C4 judges how)."""
     with hidden_packages("transformer_engine"):
-        _same(function, impl, make_args(fp8=True, backend="TE"), make_args(fp8=True, backend="te"), "'TE'")
+        _same(function, impl, fp8_arguments(fp8=True, backend="TE"), fp8_arguments(fp8=True, backend="te"), "'TE'")

@@ -45,13 +45,12 @@ from .kit.accelerators import (
     te_layer_names,
     with_emulation,
 )
-from .kit.contract import contract_accepts, make_args
+from .kit.contract import contract_accepts, fp8_arguments
 from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.isolation import reset_accelerate_state
 from .kit.models import MIXED_MODEL_ELIGIBLE, ineligible_model, mixed_model, mlp_model, tiny_llama
 from .kit.standin_te import standin_te
-from .kit.trainer import FixedBatch
-from .kit.trainer import make_args as make_training_args
+from .kit.trainer import FixedBatch, training_arguments
 from .kit.verdicts import apply_patch, block_unless
 from .kit.verify_outcome import (
     COMPILE_NOTICE_TEXT,
@@ -83,11 +82,11 @@ def _plain_prepared() -> Any:
 
 
 def test_c12a_warns_when_accelerator_has_fp8_disabled(impl: types.ModuleType) -> None:
-    _assert_loud(impl, _plain_prepared(), make_args(fp8=True, backend="torchao"), "acc.fp8_enabled is False")
+    _assert_loud(impl, _plain_prepared(), fp8_arguments(fp8=True, backend="torchao"), "acc.fp8_enabled is False")
 
 
 def test_c12a_warns_when_no_layer_was_converted(impl: types.ModuleType) -> None:
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator()
     acc.prepare(ineligible_model())
     assert acc.fp8_enabled
@@ -104,7 +103,7 @@ def test_c12b_quiet_when_fp8_layers_are_in_effect(impl: types.ModuleType, model:
     it never runs here), so that not even the C12e notice is due: nothing at all may be logged at WARNING+."""
     import torch
 
-    args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
+    args = fp8_arguments(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
     acc = reference_fp8_accelerator(RECIPES[recipe])  # C12 judges verify alone: the suite builds the FP8 setup
     acc.prepare(torch.compile(_EFFECTIVE[model]()))
     assert_quiet(call_verify(impl, acc, args), "FP8 layers are in effect", compiled=True)
@@ -125,7 +124,7 @@ _TE_EFFECTIVE: dict[str, Callable[[], nn.Module]] = {"mlp": lambda: mlp_model(dt
 @pytest.mark.parametrize("model", sorted(_TE_EFFECTIVE))
 def test_c12b_quiet_when_te_layers_are_in_effect(impl: types.ModuleType, standin_te_dir: Path, model: str) -> None:
     """Transformer Engine layers are FP8 layers: a verify that counts only torchao ``Float8Linear`` warns here."""
-    args = make_args(fp8=True, backend="te")
+    args = fp8_arguments(fp8=True, backend="te")
     with standin_te(standin_te_dir):
         acc = reference_te_accelerator()
         assert _prepare_te(acc, _TE_EFFECTIVE[model]()), "precondition: accelerate converted no layer to TE"
@@ -134,7 +133,7 @@ def test_c12b_quiet_when_te_layers_are_in_effect(impl: types.ModuleType, standin
 
 def test_c12a_warns_when_no_te_layer_is_in_effect(impl: types.ModuleType, standin_te_dir: Path) -> None:
     """FP8 enabled with the TE backend, and the prepared model holds no TE module: the backend alone is not FP8."""
-    args = make_args(fp8=True, backend="te")
+    args = fp8_arguments(fp8=True, backend="te")
     with standin_te(standin_te_dir):
         acc = reference_te_accelerator()
         left = _prepare_te(acc, ineligible_model())
@@ -152,7 +151,7 @@ def test_c12c_warns_when_fp8_layers_emulate(impl: types.ModuleType, recipe: str)
     import accelerate
     from torchao.float8.float8_linear import Float8Linear
 
-    args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
+    args = fp8_arguments(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
     acc = accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=with_emulation(impl, args))
     model = acc.unwrap_model(acc.prepare(mixed_model()))
     layers = [m for m in model.modules() if isinstance(m, Float8Linear)]
@@ -187,7 +186,7 @@ def test_c12c_warns_when_only_some_fp8_layers_emulate(impl: types.ModuleType, em
     """One layer converted by the user before ``prepare``, the others by the accelerator's handler; one of the two
     configs emulates. The emulating layers run no float8 matmul: FP8 is not really in effect for them, whether
     they are a few or all, and whoever converted them."""
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     user_emulates = emulating == "user-converted"
     acc = reference_fp8_accelerator(emulate=not user_emulates, keep_float8=True)
     model = acc.unwrap_model(acc.prepare(_user_converted(user_emulates, only="fc_in")))
@@ -200,7 +199,7 @@ def test_c12c_warns_when_only_some_fp8_layers_emulate(impl: types.ModuleType, em
 def test_c12c_warns_when_the_user_converted_the_emulating_layers(impl: types.ModuleType) -> None:
     """Every FP8 layer emulates, converted by the user with torchao before ``prepare``; the accelerator's own
     handler does not emulate (and leaves those layers alone): verify judges the layers in effect, not the handler."""
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator(keep_float8=True)
     model = acc.unwrap_model(acc.prepare(_user_converted(emulate=True)))
     emulation = _emulation_of(model)
@@ -212,7 +211,7 @@ def test_c12c_warns_when_the_user_converted_the_emulating_layers(impl: types.Mod
 def test_c12c_same_model_without_emulation_is_quiet(impl: types.ModuleType) -> None:
     """The control of C12c: the same model and handler with the implementation's own config gives no
     WARNING, so the warning above is about emulation and nothing else."""
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = fp8_accelerator(impl, args)
     acc.prepare(mixed_model())
     assert_quiet(call_verify(impl, acc, args), "FP8 layers that do not emulate are in effect")
@@ -228,13 +227,13 @@ def test_c12d_fp8_disabled_warns_at_once(impl: types.ModuleType) -> None:
     acc = accelerate.Accelerator()
     assert not acc.fp8_enabled
     assert_loud(
-        call_verify(impl, acc, make_args(fp8=True, backend="torchao")),
+        call_verify(impl, acc, fp8_arguments(fp8=True, backend="torchao")),
         "acc.fp8_enabled is False (before any prepare)",
     )
 
 
 def test_c12d_fp8_enabled_is_quiet_before_prepare(impl: types.ModuleType) -> None:
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = fp8_accelerator(impl, args)
     assert acc.fp8_enabled
     assert_quiet(call_verify(impl, acc, args), "FP8 is enabled and no model is prepared yet (it may come into effect)")
@@ -260,7 +259,7 @@ def test_c12d_warns_after_the_next_prepare_when_fp8_is_not_in_effect(impl: types
     import accelerate
 
     handlers, make_model, why = _FOLLOW_UPS[case]
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     kwargs_handlers = impl.create_fp8_kwargs(args) if handlers is None else handlers(impl, args)
     acc = accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=kwargs_handlers)
     before, after = _verify_then_prepare(impl, acc, args, make_model())
@@ -273,7 +272,7 @@ def test_c12d_warns_after_the_next_prepare_when_fp8_is_not_in_effect(impl: types
 
 
 def test_c12d_quiet_after_the_next_prepare_when_fp8_layers_are_in_effect(impl: types.ModuleType) -> None:
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = fp8_accelerator(impl, args)
     before, after = _verify_then_prepare(impl, acc, args, mixed_model())
     assert_quiet(before, "no model was prepared yet (FP8 enabled)")
@@ -301,7 +300,7 @@ def test_c12d_te_layers_are_checked_after_the_next_prepare(
     """The deferred check with the Transformer Engine backend: quiet when accelerate's TE conversion left TE layers
     (``mixed_model``'s first layer: accelerate stops at the odd-sized second), loud when it left none."""
     make_model, in_effect = _IN_EFFECT[case]
-    args = make_args(fp8=True, backend="te")
+    args = fp8_arguments(fp8=True, backend="te")
     with standin_te(standin_te_dir):
         acc = reference_te_accelerator()
         assert_quiet(call_verify(impl, acc, args), "no model was prepared yet (FP8 enabled, TE backend)")
@@ -316,7 +315,7 @@ def test_c12d_second_verify_before_prepare_keeps_the_check(impl: types.ModuleTyp
     """Trainers may call verify more than once before ``train()`` (a subclass and its parent, a retry): each call
     is quiet, and one check still follows the next ``prepare``."""
     make_model, in_effect = _IN_EFFECT[case]
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator()
     assert_quiet(call_verify(impl, acc, args), "no model was prepared yet (first verify)")
     assert_quiet(call_verify(impl, acc, args), "no model was prepared yet (second verify)")
@@ -333,7 +332,7 @@ def test_c12d_check_stays_with_its_accelerator_when_another_has_fp8_off(impl: ty
     import accelerate
 
     make_model, in_effect = _IN_EFFECT[case]
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     fp8_acc = reference_fp8_accelerator()
     assert_quiet(call_verify(impl, fp8_acc, args), "no model was prepared yet (FP8 enabled)")
     reset_accelerate_state()  # accelerate holds one mixed precision per process state; fp8_acc keeps its own
@@ -353,7 +352,7 @@ def test_c12d_pending_check_does_not_follow_into_another_accelerator(impl: types
     implementation warning, with FP8 off or with FP8 layers in effect."""
     import accelerate
 
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     left_pending = reference_fp8_accelerator()
     assert_quiet(call_verify(impl, left_pending, args), "no model was prepared yet (FP8 enabled)")
     reset_accelerate_state()  # what the suite's isolation does between two tests
@@ -382,7 +381,7 @@ def _run_trainer(impl: types.ModuleType, output_dir: Path, hidden: int, intermed
 
     reset_accelerate_state()
     with env_snapshot(drop_prefixes=fp8_env_prefixes()):
-        args = make_training_args(
+        args = training_arguments(
             output_dir, fp8=True, steps=MAX_STEPS, learning_rate=1e-3, logging_strategy="no", lr_scheduler_type="linear"
         )
         impl.configure_fp8_environment(args)
@@ -466,7 +465,7 @@ def _assert_no_notice(outcome: Outcome, situation: str) -> None:
 
 
 def test_c12e_eager_float8_layers_get_one_compile_notice(impl: types.ModuleType) -> None:
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator()
     acc.prepare(mixed_model())
     _assert_one_notice(call_verify(impl, acc, args), "torchao float8 layers are in effect and none runs compiled")
@@ -511,7 +510,7 @@ def _regional_plugin() -> Any:
 @pytest.mark.parametrize("form", list(_COMPILED))
 def test_c12e_compiled_float8_layers_get_no_notice(impl: types.ModuleType, form: str) -> None:
     accelerator_kwargs, make_model = _COMPILED[form]
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator(**accelerator_kwargs())
     acc.prepare(make_model())
     outcome = call_verify(impl, acc, args)
@@ -531,7 +530,7 @@ def test_c12e_deferred_check_judges_compilation_after_the_next_prepare(impl: typ
     """verify before prepare (C12d), then ``prepare``: the notice comes with the follow-up if and only if the
     float8 layers run eagerly, and never before prepare, when the model may still be compiled."""
     accelerator_kwargs, make_model = _DEFERRED[form]
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator(**accelerator_kwargs())
     before, after = _verify_then_prepare(impl, acc, args, make_model())
     _assert_no_notice(before, "no model was prepared yet (it may still be compiled)")
@@ -561,7 +560,7 @@ def _trainer_prepared(impl: types.ModuleType, output_dir: Path) -> tuple[Outcome
 
     reset_accelerate_state()
     with env_snapshot(drop_prefixes=fp8_env_prefixes()):
-        args = make_training_args(output_dir, fp8=True, steps=MAX_STEPS, logging_strategy="no", torch_compile=True)
+        args = training_arguments(output_dir, fp8=True, steps=MAX_STEPS, logging_strategy="no", torch_compile=True)
         impl.configure_fp8_environment(args)
         apply_patch(impl, args.fp8_backend)  # on the torchao path a TE import there is C13d's defect: blocked
         model = tiny_llama(layers=1)
@@ -612,5 +611,5 @@ def test_c12e_te_layers_never_get_the_notice(impl: types.ModuleType, standin_te_
         model = nn.Sequential(OrderedDict(fc1=nn.Linear(64, 128), act=nn.GELU(), fc2=nn.Linear(128, 64)))
         prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
         assert any(isinstance(m, te.Linear) for m in acc.unwrap_model(prepared).modules()), "precondition: no TE layer"
-        outcome = call_verify(impl, acc, make_args(fp8=True, backend="te"))
+        outcome = call_verify(impl, acc, fp8_arguments(fp8=True, backend="te"))
     _assert_no_notice(outcome, "the FP8 layers are Transformer Engine layers (eager)")

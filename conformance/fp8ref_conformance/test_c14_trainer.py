@@ -40,7 +40,7 @@ from .kit.logs import capture_logs
 from .kit.models import tiny_llama
 from .kit.standin_te import standin_te
 from .kit.te_recipes import recipe_problems
-from .kit.trainer import NUM_LAYERS, PROJECTIONS, FixedBatch, RecordTERecipes, make_args
+from .kit.trainer import NUM_LAYERS, PROJECTIONS, FixedBatch, RecordTERecipes, training_arguments
 from .kit.verdicts import apply_patch
 from .kit.verify_outcome import Outcome, assert_quiet, call_verify, is_library_record
 
@@ -61,7 +61,7 @@ def run_trainer(impl: types.ModuleType, output_dir: Path, *, backend: str, cuda:
     ``verify_fp8_status`` (its log records captured)."""
     from transformers import Trainer
 
-    args = make_args(output_dir, fp8=True, steps=MAX_STEPS, backend=backend, cuda=cuda, learning_rate=1e-3)
+    args = training_arguments(output_dir, fp8=True, steps=MAX_STEPS, backend=backend, cuda=cuda, learning_rate=1e-3)
     impl.configure_fp8_environment(args)
     apply_patch(impl, backend)  # on the torchao path a TE import there is C13d's defect: C14 is blocked
     trainer = Trainer(model=tiny_llama(), args=args, train_dataset=FixedBatch(count=16))
@@ -141,7 +141,7 @@ def run_in_llamafactory_order(impl: types.ModuleType, output_dir: Path, backend:
     ``te``, the HF ``Trainer.__init__``, verify at the end of ``__init__``, then ``train()``."""
     from transformers import Trainer
 
-    args = make_args(output_dir, fp8=True, steps=MAX_STEPS, backend=backend, learning_rate=1e-3)
+    args = training_arguments(output_dir, fp8=True, steps=MAX_STEPS, backend=backend, learning_rate=1e-3)
     impl.configure_fp8_environment(args)
     if backend == "te":
         impl.patch_accelerator_for_fp8()

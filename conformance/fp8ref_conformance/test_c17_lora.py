@@ -28,8 +28,16 @@ from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.isolation import reset_accelerate_state
 from .kit.models import tiny_llama
 from .kit.strategies import fqns, suite_settings
-from .kit.trainer import LOSS_STEPS, NUM_LAYERS, PROJECTIONS, RunRecord, is_torchao_float8, losses_close, run_trainer
-from .kit.trainer import make_args as make_training_args
+from .kit.trainer import (
+    LOSS_STEPS,
+    NUM_LAYERS,
+    PROJECTIONS,
+    RunRecord,
+    is_torchao_float8,
+    losses_close,
+    run_trainer,
+    training_arguments,
+)
 from .kit.verdicts import block_unless
 from .kit.verify_outcome import assert_quiet, outcome_from_dict
 
@@ -64,11 +72,11 @@ def _lora_runs(impl: types.ModuleType, out: Path, rank: int) -> dict[str, Any]:
         if rank == LOSS_RANK:
             reset_accelerate_state()
             reference = run_trainer(
-                None, make_training_args(out / "reference", fp8=False, steps=steps), lora_model(rank)
+                None, training_arguments(out / "reference", fp8=False, steps=steps), lora_model(rank)
             )
         reset_accelerate_state()
         fp8 = run_trainer(
-            impl, make_training_args(out / "fp8", fp8=True, steps=steps), lora_model(rank), track_parameters=True
+            impl, training_arguments(out / "fp8", fp8=True, steps=steps), lora_model(rank), track_parameters=True
         )
         reset_accelerate_state()
     return {"rank": rank, "reference": reference, "fp8": fp8}

@@ -109,7 +109,7 @@ CASES = [
 
 #: Leaves out the test modules that start training processes (FSDP2 on two ranks, DeepSpeed): their clauses'
 #: in-process tests judge the same functions, and each such process costs 10 to 30 s of a 2-core machine.
-WITHOUT_CHILDREN = "not test_c15_distributed and not test_c16_deepspeed"
+WITHOUT_CHILDREN = "not test_c15_distributed and not deepspeed"
 
 
 def session_of(

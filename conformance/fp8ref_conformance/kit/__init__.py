@@ -11,8 +11,9 @@
 - ``verify_outcome``: how a call of ``verify_fp8_status`` is judged (loud, quiet);
 - ``verdicts``, ``te_recipes``: blocked verdicts; the TE recipe in effect at a forward;
 - ``processes``: starting the suite's child processes (probe, torchrun, DeepSpeed) in one way, and handing a child
-  started early to its test; ``early``: starting them when collection ends; ``forks``: the training children forked
-  from the test process before any test ran.
+  started early to its test; ``children``: the registry of the children, each declared once; ``early``: what a child's
+  early start may use; ``fsdp2_ranks``, ``deepspeed_run``: the C15 and C16 children's launchers and what a test reads
+  of them; ``forks``: the training children forked from the test process before any test ran.
 
 Nothing here uses the implementation under test beyond the five contract functions.
 """

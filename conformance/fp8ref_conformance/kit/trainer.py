@@ -62,7 +62,7 @@ class FixedBatch(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return {"input_ids": self.ids[index], "labels": self.ids[index].clone()}
 
 
-def make_args(
+def training_arguments(
     output_dir: Path,
     *,
     fp8: bool,
