@@ -4,10 +4,9 @@ parameter its value."""
 
 from __future__ import annotations
 
-import types
-
 import pytest
 
+from .implementation import Implementation
 from .kit.accelerators import prepare_and_compare
 from .kit.contract import fp8_arguments
 from .kit.models import LLAMA_PROJECTIONS, mixed_model, tiny_llama
@@ -16,7 +15,7 @@ RECIPES = {"rowwise": False, "tensorwise": True}  # value: the all-gather flag t
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_c10_prepare_converts_exactly_the_accepted_linear_layers(impl: types.ModuleType, recipe: str) -> None:
+def test_c10_prepare_converts_exactly_the_accepted_linear_layers(impl: Implementation, recipe: str) -> None:
     """A Sequential mixing eligible, odd-sized, head and look-alike layers. The tensorwise case is the
     config the implementation returns with the all-gather flag set."""
     result = prepare_and_compare(
@@ -27,7 +26,7 @@ def test_c10_prepare_converts_exactly_the_accepted_linear_layers(impl: types.Mod
     assert "fc_in" in result.converted, f"the plain Linear(64, 64) 'fc_in' was not converted: {result.converted}"
 
 
-def test_c10_tiny_llama_projections_are_converted_and_lm_head_is_not(impl: types.ModuleType) -> None:
+def test_c10_tiny_llama_projections_are_converted_and_lm_head_is_not(impl: Implementation) -> None:
     """A tiny LlamaForCausalLM built from a LlamaConfig (no download)."""
     result = prepare_and_compare(impl, fp8_arguments(fp8=True, backend="auto"), tiny_llama())
     projections = {name for name, m in result.model.named_modules() if name.rsplit(".", 1)[-1] in LLAMA_PROJECTIONS}

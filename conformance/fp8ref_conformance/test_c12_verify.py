@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import types
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ import pytest
 import torch
 from torch import nn
 
+from .implementation import Implementation
 from .kit.accelerators import (
     float8_names,
     fp8_accelerator,
@@ -46,12 +46,12 @@ from .kit.accelerators import (
     with_emulation,
 )
 from .kit.contract import contract_accepts, fp8_arguments
-from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.isolation import reset_accelerate_state
 from .kit.models import MIXED_MODEL_ELIGIBLE, ineligible_model, mixed_model, mlp_model, tiny_llama
 from .kit.standin_te import standin_te
-from .kit.trainer import FixedBatch, training_arguments
-from .kit.verdicts import apply_patch, block_unless
+from .kit.trainer import training_arguments
+from .kit.trainer_verify import VerifyInTrainer, verify_in_trainer
+from .kit.verdicts import block_unless
 from .kit.verify_outcome import (
     COMPILE_NOTICE_TEXT,
     Outcome,
@@ -69,7 +69,7 @@ RECIPES = {"rowwise": False, "tensorwise": True}  # value: the all-gather flag t
 # --------------------------------------------------------------------------- a, b
 
 
-def _assert_loud(impl: types.ModuleType, acc: Any, args: Any, situation: str) -> None:
+def _assert_loud(impl: Implementation, acc: Any, args: Any, situation: str) -> None:
     assert_loud(call_verify(impl, acc, args), situation)
 
 
@@ -81,11 +81,11 @@ def _plain_prepared() -> Any:
     return acc
 
 
-def test_c12a_warns_when_accelerator_has_fp8_disabled(impl: types.ModuleType) -> None:
+def test_c12a_warns_when_accelerator_has_fp8_disabled(impl: Implementation) -> None:
     _assert_loud(impl, _plain_prepared(), fp8_arguments(fp8=True, backend="torchao"), "acc.fp8_enabled is False")
 
 
-def test_c12a_warns_when_no_layer_was_converted(impl: types.ModuleType) -> None:
+def test_c12a_warns_when_no_layer_was_converted(impl: Implementation) -> None:
     args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator()
     acc.prepare(ineligible_model())
@@ -98,7 +98,7 @@ _EFFECTIVE: dict[str, Callable[[], nn.Module]] = {"mixed": mixed_model, "llama":
 
 @pytest.mark.parametrize("model", sorted(_EFFECTIVE))
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_c12b_quiet_when_fp8_layers_are_in_effect(impl: types.ModuleType, model: str, recipe: str) -> None:
+def test_c12b_quiet_when_fp8_layers_are_in_effect(impl: Implementation, model: str, recipe: str) -> None:
     """Judged on a compiled model (a lazy ``torch.compile`` wrapper, prepared: nothing is compiled until it runs, and
     it never runs here), so that not even the C12e notice is due: nothing at all may be logged at WARNING+."""
     import torch
@@ -122,7 +122,7 @@ _TE_EFFECTIVE: dict[str, Callable[[], nn.Module]] = {"mlp": lambda: mlp_model(dt
 
 
 @pytest.mark.parametrize("model", sorted(_TE_EFFECTIVE))
-def test_c12b_quiet_when_te_layers_are_in_effect(impl: types.ModuleType, standin_te_dir: Path, model: str) -> None:
+def test_c12b_quiet_when_te_layers_are_in_effect(impl: Implementation, standin_te_dir: Path, model: str) -> None:
     """Transformer Engine layers are FP8 layers: a verify that counts only torchao ``Float8Linear`` warns here."""
     args = fp8_arguments(fp8=True, backend="te")
     with standin_te(standin_te_dir):
@@ -131,7 +131,7 @@ def test_c12b_quiet_when_te_layers_are_in_effect(impl: types.ModuleType, standin
         assert_quiet(call_verify(impl, acc, args), "Transformer Engine layers are in effect")
 
 
-def test_c12a_warns_when_no_te_layer_is_in_effect(impl: types.ModuleType, standin_te_dir: Path) -> None:
+def test_c12a_warns_when_no_te_layer_is_in_effect(impl: Implementation, standin_te_dir: Path) -> None:
     """FP8 enabled with the TE backend, and the prepared model holds no TE module: the backend alone is not FP8."""
     args = fp8_arguments(fp8=True, backend="te")
     with standin_te(standin_te_dir):
@@ -145,7 +145,7 @@ def test_c12a_warns_when_no_te_layer_is_in_effect(impl: types.ModuleType, standi
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_c12c_warns_when_fp8_layers_emulate(impl: types.ModuleType, recipe: str) -> None:
+def test_c12c_warns_when_fp8_layers_emulate(impl: Implementation, recipe: str) -> None:
     """The implementation's own handler with its config replaced by an emulating one (same filter): FP8
     layers are there and ``fp8_enabled`` is true, but no float8 matmul runs."""
     import accelerate
@@ -182,7 +182,7 @@ def _emulation_of(model: nn.Module) -> dict[str, bool]:
 
 
 @pytest.mark.parametrize("emulating", ["user-converted", "handler-converted"])
-def test_c12c_warns_when_only_some_fp8_layers_emulate(impl: types.ModuleType, emulating: str) -> None:
+def test_c12c_warns_when_only_some_fp8_layers_emulate(impl: Implementation, emulating: str) -> None:
     """One layer converted by the user before ``prepare``, the others by the accelerator's handler; one of the two
     configs emulates. The emulating layers run no float8 matmul: FP8 is not really in effect for them, whether
     they are a few or all, and whoever converted them."""
@@ -196,7 +196,7 @@ def test_c12c_warns_when_only_some_fp8_layers_emulate(impl: types.ModuleType, em
     assert_loud(call_verify(impl, acc, args), f"FP8 layers in effect emulate float8 ({emulation})")
 
 
-def test_c12c_warns_when_the_user_converted_the_emulating_layers(impl: types.ModuleType) -> None:
+def test_c12c_warns_when_the_user_converted_the_emulating_layers(impl: Implementation) -> None:
     """Every FP8 layer emulates, converted by the user with torchao before ``prepare``; the accelerator's own
     handler does not emulate (and leaves those layers alone): verify judges the layers in effect, not the handler."""
     args = fp8_arguments(fp8=True, backend="torchao")
@@ -208,7 +208,7 @@ def test_c12c_warns_when_the_user_converted_the_emulating_layers(impl: types.Mod
     assert_loud(call_verify(impl, acc, args), "every FP8 layer in effect emulates float8 (converted by the user)")
 
 
-def test_c12c_same_model_without_emulation_is_quiet(impl: types.ModuleType) -> None:
+def test_c12c_same_model_without_emulation_is_quiet(impl: Implementation) -> None:
     """The control of C12c: the same model and handler with the implementation's own config gives no
     WARNING, so the warning above is about emulation and nothing else."""
     args = fp8_arguments(fp8=True, backend="torchao")
@@ -220,7 +220,7 @@ def test_c12c_same_model_without_emulation_is_quiet(impl: types.ModuleType) -> N
 # --------------------------------------------------------------------------- d, a plain Accelerator
 
 
-def test_c12d_fp8_disabled_warns_at_once(impl: types.ModuleType) -> None:
+def test_c12d_fp8_disabled_warns_at_once(impl: Implementation) -> None:
     """``Accelerator()`` without FP8, nothing prepared: FP8 cannot come into effect."""
     import accelerate
 
@@ -232,14 +232,14 @@ def test_c12d_fp8_disabled_warns_at_once(impl: types.ModuleType) -> None:
     )
 
 
-def test_c12d_fp8_enabled_is_quiet_before_prepare(impl: types.ModuleType) -> None:
+def test_c12d_fp8_enabled_is_quiet_before_prepare(impl: Implementation) -> None:
     args = fp8_arguments(fp8=True, backend="torchao")
     acc = fp8_accelerator(impl, args)
     assert acc.fp8_enabled
     assert_quiet(call_verify(impl, acc, args), "FP8 is enabled and no model is prepared yet (it may come into effect)")
 
 
-def _verify_then_prepare(impl: types.ModuleType, acc: Any, args: Any, model: nn.Module) -> tuple[Outcome, Outcome]:
+def _verify_then_prepare(impl: Implementation, acc: Any, args: Any, model: nn.Module) -> tuple[Outcome, Outcome]:
     """verify before prepare (must be quiet), then ``acc.prepare(model)``, each observed."""
     before = call_verify(impl, acc, args)
     with observe() as after:
@@ -247,7 +247,7 @@ def _verify_then_prepare(impl: types.ModuleType, acc: Any, args: Any, model: nn.
     return before, after
 
 
-_FOLLOW_UPS: dict[str, tuple[Callable[[types.ModuleType, Any], list[Any]] | None, Callable[[], nn.Module], str]] = {
+_FOLLOW_UPS: dict[str, tuple[Callable[[Implementation, Any], list[Any]] | None, Callable[[], nn.Module], str]] = {
     # case: (handlers, or None for the implementation's; model; why FP8 is not in effect)
     "no-eligible-layer": (None, ineligible_model, "the prepared model holds no FP8 layer"),
     "emulated-layers": (with_emulation, mixed_model, "the FP8 layers of the prepared model emulate float8"),
@@ -255,7 +255,7 @@ _FOLLOW_UPS: dict[str, tuple[Callable[[types.ModuleType, Any], list[Any]] | None
 
 
 @pytest.mark.parametrize("case", sorted(_FOLLOW_UPS))
-def test_c12d_warns_after_the_next_prepare_when_fp8_is_not_in_effect(impl: types.ModuleType, case: str) -> None:
+def test_c12d_warns_after_the_next_prepare_when_fp8_is_not_in_effect(impl: Implementation, case: str) -> None:
     import accelerate
 
     handlers, make_model, why = _FOLLOW_UPS[case]
@@ -271,7 +271,7 @@ def test_c12d_warns_after_the_next_prepare_when_fp8_is_not_in_effect(impl: types
     )
 
 
-def test_c12d_quiet_after_the_next_prepare_when_fp8_layers_are_in_effect(impl: types.ModuleType) -> None:
+def test_c12d_quiet_after_the_next_prepare_when_fp8_layers_are_in_effect(impl: Implementation) -> None:
     args = fp8_arguments(fp8=True, backend="torchao")
     acc = fp8_accelerator(impl, args)
     before, after = _verify_then_prepare(impl, acc, args, mixed_model())
@@ -295,7 +295,7 @@ def _judge_follow_up(outcome: Outcome, in_effect: bool, situation: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(_IN_EFFECT))
 def test_c12d_te_layers_are_checked_after_the_next_prepare(
-    impl: types.ModuleType, standin_te_dir: Path, case: str
+    impl: Implementation, standin_te_dir: Path, case: str
 ) -> None:
     """The deferred check with the Transformer Engine backend: quiet when accelerate's TE conversion left TE layers
     (``mixed_model``'s first layer: accelerate stops at the odd-sized second), loud when it left none."""
@@ -311,7 +311,7 @@ def test_c12d_te_layers_are_checked_after_the_next_prepare(
 
 
 @pytest.mark.parametrize("case", sorted(_IN_EFFECT))
-def test_c12d_second_verify_before_prepare_keeps_the_check(impl: types.ModuleType, case: str) -> None:
+def test_c12d_second_verify_before_prepare_keeps_the_check(impl: Implementation, case: str) -> None:
     """Trainers may call verify more than once before ``train()`` (a subclass and its parent, a retry): each call
     is quiet, and one check still follows the next ``prepare``."""
     make_model, in_effect = _IN_EFFECT[case]
@@ -326,7 +326,7 @@ def test_c12d_second_verify_before_prepare_keeps_the_check(impl: types.ModuleTyp
 
 
 @pytest.mark.parametrize("case", sorted(_IN_EFFECT))
-def test_c12d_check_stays_with_its_accelerator_when_another_has_fp8_off(impl: types.ModuleType, case: str) -> None:
+def test_c12d_check_stays_with_its_accelerator_when_another_has_fp8_off(impl: Implementation, case: str) -> None:
     """Two accelerators in one process: verify on the FP8 one before ``prepare`` (quiet), then on one without FP8
     (loud at once), which is prepared too. The FP8 accelerator's check is neither lost nor spent on the other."""
     import accelerate
@@ -346,7 +346,7 @@ def test_c12d_check_stays_with_its_accelerator_when_another_has_fp8_off(impl: ty
 
 
 @pytest.mark.parametrize("next_fp8", [False, True], ids=["next-without-fp8", "next-with-fp8-layers"])
-def test_c12d_pending_check_does_not_follow_into_another_accelerator(impl: types.ModuleType, next_fp8: bool) -> None:
+def test_c12d_pending_check_does_not_follow_into_another_accelerator(impl: Implementation, next_fp8: bool) -> None:
     """A verify before ``prepare`` whose accelerator is never prepared (a test, or a run, that ends there) leaves
     its check with that accelerator: the next accelerator, never given to verify, prepares a model without the
     implementation warning, with FP8 off or with FP8 layers in effect."""
@@ -368,51 +368,29 @@ def test_c12d_pending_check_does_not_follow_into_another_accelerator(impl: types
 MAX_STEPS = 2
 
 
-@dataclasses.dataclass
-class _TrainerRun:
-    at_init: Outcome
-    during_train: Outcome
-    fp8_layers: int
-
-
-def _run_trainer(impl: types.ModuleType, output_dir: Path, hidden: int, intermediate: int) -> _TrainerRun:
-    """configure, patch, ``Trainer(...)``, verify (where LLaMA-Factory calls it), then ``train()``."""
-    from transformers import Trainer
-
-    reset_accelerate_state()
-    with env_snapshot(drop_prefixes=fp8_env_prefixes()):
-        args = training_arguments(
+def _verify_in_trainer(impl: Implementation, output_dir: Path, hidden: int, intermediate: int) -> VerifyInTrainer:
+    def arguments() -> Any:
+        return training_arguments(
             output_dir, fp8=True, steps=MAX_STEPS, learning_rate=1e-3, logging_strategy="no", lr_scheduler_type="linear"
         )
-        impl.configure_fp8_environment(args)
-        apply_patch(impl, args.fp8_backend)  # on the torchao path a TE import there is C13d's defect: blocked
-        llama = tiny_llama(hidden=hidden, intermediate=intermediate, layers=1)
-        trainer = Trainer(model=llama, args=args, train_dataset=FixedBatch(count=8))
-        at_init = call_verify(impl, trainer.accelerator, args)
-        with observe() as during_train:
-            trainer.train()
-    from torchao.float8.float8_linear import Float8Linear
 
-    model = trainer.model
-    assert model is not None
-    fp8_layers = sum(isinstance(m, Float8Linear) for m in model.modules())
-    return _TrainerRun(at_init, during_train, fp8_layers)
+    return verify_in_trainer(impl, arguments, hidden=hidden, intermediate=intermediate)
 
 
 @pytest.fixture(scope="module")
-def eligible_run(impl: types.ModuleType, tmp_path_factory: pytest.TempPathFactory) -> _TrainerRun:
+def eligible_run(impl: Implementation, tmp_path_factory: pytest.TempPathFactory) -> VerifyInTrainer:
     """Projections 64x64, 64x128, 128x64: all divisible by 16."""
-    return _run_trainer(impl, tmp_path_factory.mktemp("c12d_eligible"), hidden=64, intermediate=128)
+    return _verify_in_trainer(impl, tmp_path_factory.mktemp("c12d_eligible"), hidden=64, intermediate=128)
 
 
 @pytest.fixture(scope="module")
-def odd_run(impl: types.ModuleType, tmp_path_factory: pytest.TempPathFactory) -> _TrainerRun:
+def odd_run(impl: Implementation, tmp_path_factory: pytest.TempPathFactory) -> VerifyInTrainer:
     """Projections 40x40, 40x72, 72x40 and a 40x128 lm_head: no size divisible by 16, so no FP8 layer."""
-    return _run_trainer(impl, tmp_path_factory.mktemp("c12d_odd"), hidden=40, intermediate=72)
+    return _verify_in_trainer(impl, tmp_path_factory.mktemp("c12d_odd"), hidden=40, intermediate=72)
 
 
-def test_c12d_trainer_quiet_at_init_and_in_train_when_the_model_holds_fp8_layers(eligible_run: _TrainerRun) -> None:
-    block_unless(eligible_run.fp8_layers > 0, "C14", "configure, patch and Trainer.train() converted no layer")
+def test_c12d_trainer_quiet_at_init_and_in_train_when_the_model_holds_fp8_layers(eligible_run: VerifyInTrainer) -> None:
+    block_unless(eligible_run.fp8_layers() > 0, "C14", "configure, patch and Trainer.train() converted no layer")
     assert_quiet(eligible_run.at_init, "verify ran at the end of Trainer.__init__ with FP8 enabled")
     assert_quiet(
         eligible_run.during_train,
@@ -421,8 +399,10 @@ def test_c12d_trainer_quiet_at_init_and_in_train_when_the_model_holds_fp8_layers
     )
 
 
-def test_c12d_trainer_warns_in_train_when_the_model_holds_no_fp8_layer(odd_run: _TrainerRun) -> None:
-    block_unless(odd_run.fp8_layers == 0, "C9b", "Trainer.train() converted layers whose sizes are not divisible by 16")
+def test_c12d_trainer_warns_in_train_when_the_model_holds_no_fp8_layer(odd_run: VerifyInTrainer) -> None:
+    block_unless(
+        odd_run.fp8_layers() == 0, "C9b", "Trainer.train() converted layers whose sizes are not divisible by 16"
+    )
     assert_quiet(odd_run.at_init, "verify ran at the end of Trainer.__init__ with FP8 enabled")
     assert_loud(
         odd_run.during_train,
@@ -464,7 +444,7 @@ def _assert_no_notice(outcome: Outcome, situation: str) -> None:
     )
 
 
-def test_c12e_eager_float8_layers_get_one_compile_notice(impl: types.ModuleType) -> None:
+def test_c12e_eager_float8_layers_get_one_compile_notice(impl: Implementation) -> None:
     args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator()
     acc.prepare(mixed_model())
@@ -508,7 +488,7 @@ def _regional_plugin() -> Any:
 
 
 @pytest.mark.parametrize("form", list(_COMPILED))
-def test_c12e_compiled_float8_layers_get_no_notice(impl: types.ModuleType, form: str) -> None:
+def test_c12e_compiled_float8_layers_get_no_notice(impl: Implementation, form: str) -> None:
     accelerator_kwargs, make_model = _COMPILED[form]
     args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator(**accelerator_kwargs())
@@ -526,7 +506,7 @@ _DEFERRED: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], nn.Module]
 
 
 @pytest.mark.parametrize("form", list(_DEFERRED))
-def test_c12e_deferred_check_judges_compilation_after_the_next_prepare(impl: types.ModuleType, form: str) -> None:
+def test_c12e_deferred_check_judges_compilation_after_the_next_prepare(impl: Implementation, form: str) -> None:
     """verify before prepare (C12d), then ``prepare``: the notice comes with the follow-up if and only if the
     float8 layers run eagerly, and never before prepare, when the model may still be compiled."""
     accelerator_kwargs, make_model = _DEFERRED[form]
@@ -545,41 +525,16 @@ def test_c12e_deferred_check_judges_compilation_after_the_next_prepare(impl: typ
         assert_quiet(after, f"FP8 layers are in effect and run compiled ({form})", records=Outcome.fp8_warnings)
 
 
-class _StopBeforeTheFirstStep(Exception):
-    """Raised by a callback once the Trainer has prepared its model: no compiled model is ever called here."""
-
-
-def _trainer_prepared(impl: types.ModuleType, output_dir: Path) -> tuple[Outcome, Outcome, Any]:
-    """configure, patch, ``Trainer(torch_compile=True)``, verify at the end of ``__init__``, then ``train()`` up to
-    the point where it has prepared the model (stopped in ``on_train_begin``, before any forward)."""
-    from transformers import Trainer, TrainerCallback
-
-    class StopAtTrainBegin(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            raise _StopBeforeTheFirstStep
-
-    reset_accelerate_state()
-    with env_snapshot(drop_prefixes=fp8_env_prefixes()):
-        args = training_arguments(output_dir, fp8=True, steps=MAX_STEPS, logging_strategy="no", torch_compile=True)
-        impl.configure_fp8_environment(args)
-        apply_patch(impl, args.fp8_backend)  # on the torchao path a TE import there is C13d's defect: blocked
-        model = tiny_llama(layers=1)
-        trainer = Trainer(model=model, args=args, train_dataset=FixedBatch(count=8), callbacks=[StopAtTrainBegin()])
-        at_init = call_verify(impl, trainer.accelerator, args)
-        with observe() as in_train:
-            trainer.train()
-    if not isinstance(in_train.error, _StopBeforeTheFirstStep):
-        raise AssertionError(f"train() did not reach on_train_begin: {in_train.explain_error()}")
-    in_train.error = None
-    return at_init, in_train, trainer
-
-
-def test_c12e_trainer_compiling_at_prepare_gets_no_notice(impl: types.ModuleType, tmp_path: Path) -> None:
+def test_c12e_trainer_compiling_at_prepare_gets_no_notice(impl: Implementation, tmp_path: Path) -> None:
     """The HF Trainer with ``torch_compile=True``: its accelerator compiles the model at ``prepare``."""
     from accelerate.utils.other import is_compiled_module
     from torchao.float8.float8_linear import Float8Linear
 
-    at_init, in_train, trainer = _trainer_prepared(impl, tmp_path)
+    def arguments() -> Any:
+        return training_arguments(tmp_path, fp8=True, steps=MAX_STEPS, logging_strategy="no", torch_compile=True)
+
+    run = verify_in_trainer(impl, arguments, stop_before_the_first_step=True)
+    at_init, in_train, trainer = run.at_init, run.during_train, run.trainer
     assert any(isinstance(m, Float8Linear) for m in trainer.model.modules()), "precondition: no layer converted (C14)"
     assert is_compiled_module(trainer.model_wrapped), "precondition: the Trainer's prepare did not compile the model"
     _assert_no_notice(at_init, "the Trainer's accelerator compiles the model at prepare (torch_compile=True)")
@@ -587,9 +542,9 @@ def test_c12e_trainer_compiling_at_prepare_gets_no_notice(impl: types.ModuleType
     assert_quiet(in_train, "FP8 layers are in effect and run compiled", records=Outcome.fp8_warnings)
 
 
-def test_c12e_trainer_running_eagerly_gets_the_notice_after_train(eligible_run: _TrainerRun) -> None:
+def test_c12e_trainer_running_eagerly_gets_the_notice_after_train(eligible_run: VerifyInTrainer) -> None:
     """The HF Trainer without ``torch_compile`` (LLaMA-Factory's default): the follow-up of C12d brings it."""
-    assert eligible_run.fp8_layers > 0, "precondition: train() converted no layer (see C14)"
+    assert eligible_run.fp8_layers() > 0, "precondition: train() converted no layer (see C14)"
     _assert_no_notice(eligible_run.at_init, "no model was prepared yet at the end of Trainer.__init__")
     assert len(eligible_run.during_train.compile_notices()) == 1, (
         "verify was called after Trainer.__init__ and train() then ran torchao float8 layers eagerly, but no "
@@ -597,7 +552,7 @@ def test_c12e_trainer_running_eagerly_gets_the_notice_after_train(eligible_run: 
     )
 
 
-def test_c12e_te_layers_never_get_the_notice(impl: types.ModuleType, standin_te_dir: Path) -> None:
+def test_c12e_te_layers_never_get_the_notice(impl: Implementation, standin_te_dir: Path) -> None:
     """Transformer Engine brings fused kernels of its own: eager TE layers (the stand-in's) get no notice."""
     import accelerate
     import torch

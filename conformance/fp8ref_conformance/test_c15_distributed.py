@@ -18,11 +18,11 @@ did (``accelerate_is_fsdp2``); the child takes accelerate's own FSDP2 path whene
 from __future__ import annotations
 
 import math
-import types
 from typing import Any
 
 import pytest
 
+from .implementation import Implementation
 from .kit.contract import fp8_arguments
 from .kit.fsdp2_ranks import NAME, NEEDS, NPROC, STEPS, gloo_skip_reason, launch
 from .kit.processes import claim, read_rank_files
@@ -33,7 +33,7 @@ FLOAT8_WEIGHT = "WeightWithDynamicFloat8CastTensor"
 
 
 @pytest.fixture(scope="module")
-def fsdp_run(impl_name: str, impl: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def fsdp_run(impl_name: str, impl: Implementation, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One 2-process run shared by the C15 tests (starting it costs several seconds), or the one started early."""
     started = claim(NAME)
     judged = False
@@ -52,7 +52,7 @@ def fsdp_run(impl_name: str, impl: Any, tmp_path_factory: pytest.TempPathFactory
     return {"code": code, "output": output, "ranks": read_rank_files(out_dir, "rank")}
 
 
-def _require_all_gather_config(impl: Any) -> None:
+def _require_all_gather_config(impl: Implementation) -> None:
     """C15 is about the all-gather the flag asks for: with a config that drops it (C6's defect) there is nothing
     to judge, and no two-process run is started. An exception from ``create_fp8_kwargs`` fails C15."""
     handlers = impl.create_fp8_kwargs(fp8_arguments(fp8=True, backend="torchao", all_gather=True))
@@ -75,7 +75,7 @@ def _ranks_ok(run: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return ranks
 
 
-def test_c15_all_gather_flag_reaches_the_float8_config(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
+def test_c15_all_gather_flag_reaches_the_float8_config(impl: Implementation, fsdp_run: dict[str, Any]) -> None:
     """The flag given to the implementation in each rank (after ``configure_fp8_environment``) is in the config its
     handler carries into FSDP2; a rank whose config dropped it is C6's defect, seen in that process."""
     for rank, data in _ranks_ok(fsdp_run).items():
@@ -87,7 +87,7 @@ def test_c15_all_gather_flag_reaches_the_float8_config(impl: types.ModuleType, f
         )
 
 
-def test_c15_sharded_float8_weights_cast_before_all_gather(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
+def test_c15_sharded_float8_weights_cast_before_all_gather(impl: Implementation, fsdp_run: dict[str, Any]) -> None:
     """Every FSDP2-sharded ``Float8Linear`` weight is a ``WeightWithDynamicFloat8CastTensor`` (which layers are
     converted is C9's and C10's business; with none there is nothing to judge)."""
     for rank, data in _ranks_ok(fsdp_run).items():
@@ -99,7 +99,7 @@ def test_c15_sharded_float8_weights_cast_before_all_gather(impl: types.ModuleTyp
         )
 
 
-def test_c15_training_steps_run_and_ranks_agree(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
+def test_c15_training_steps_run_and_ranks_agree(impl: Implementation, fsdp_run: dict[str, Any]) -> None:
     """A few steps run, the loss is finite and decreasing, both ranks report the same loss at every step, and
     it follows the same model trained without sharding (same batch on both ranks, so the averaged sharded
     gradients equal the unsharded ones)."""

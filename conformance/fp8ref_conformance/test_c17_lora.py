@@ -10,7 +10,6 @@ a/b/c tests read it. The filter tests (C17b) ask the implementation's ``module_f
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ def lora_model(rank: int) -> Any:
     return get_peft_model(model, config)
 
 
-def _lora_runs(impl: types.ModuleType, out: Path, rank: int) -> dict[str, Any]:
+def _lora_runs(impl: Implementation, out: Path, rank: int) -> dict[str, Any]:
     """At rank 16, the LoRA run without FP8 then with FP8 (20 steps each); at rank 8 a short FP8 run.
     The environment is restored here, ``Accelerator`` by the suite's plugin after the test that set the
     fixture up."""
@@ -83,12 +82,12 @@ def _lora_runs(impl: types.ModuleType, out: Path, rank: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def lora16(impl: types.ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def lora16(impl: Implementation, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _lora_runs(impl, tmp_path_factory.mktemp("c17-rank16"), 16)
 
 
 @pytest.fixture(scope="module")
-def lora8(impl: types.ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def lora8(impl: Implementation, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _lora_runs(impl, tmp_path_factory.mktemp("c17-rank8"), 8)
 
 

@@ -81,7 +81,7 @@ RECIPES = {"rowwise": False, "tensorwise": True}
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_g1_conversion(impl: types.ModuleType, torchao_device: str, recipe: str) -> None:
+def test_g1_conversion(impl: Implementation, torchao_device: str, recipe: str) -> None:
     """C10 on the device: exactly the accepted layers become Float8Linear, values kept, all on the device."""
     args = fp8_arguments(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
     result = prepare_and_compare(impl, args, mixed_model().to(torch.bfloat16), device=torchao_device)
@@ -109,7 +109,7 @@ LARGE_LR = 1e-4
     indirect=["device"],
 )
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_g1_numerics(impl: types.ModuleType, torchao_device: str, recipe: str, widths: tuple[int, ...]) -> None:
+def test_g1_numerics(impl: Implementation, torchao_device: str, recipe: str, widths: tuple[int, ...]) -> None:
     """C11 with real float8 kernels (emulate=False), bf16 model, C11's thresholds (forward SQNR >= 20 dB,
     gradients >= 15 dB, final loss within 10% of bf16's after 20 AdamW steps).
 
@@ -160,7 +160,7 @@ def _spy_fp8_autocast(te: types.ModuleType) -> Iterator[list[dict[str, Any]]]:
 
 
 @contextlib.contextmanager
-def _seed_user_accelerator(impl: types.ModuleType, args: Any) -> Iterator[Any]:
+def _seed_user_accelerator(impl: Implementation, args: Any) -> Iterator[Any]:
     """What a user of the seed does: ``configure_fp8_environment(a)``, ``patch_accelerator_for_fp8()``,
     then a plain ``Accelerator()``; so the implementation's own TE conversion (installed by the patch)
     is what runs. The environment starts without accelerate/FP8 variables and is restored afterwards
@@ -184,7 +184,7 @@ def _te_model(device: str) -> nn.Module:
 
 
 def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
-    impl: types.ModuleType, device: str, te_module: types.ModuleType
+    impl: Implementation, device: str, te_module: types.ModuleType
 ) -> None:
     """On CUDA the real Transformer Engine (the clause); the CPU twin uses the stand-in TE, so it checks
     the conversion and the recipe handed to ``fp8_autocast``, not FP8 itself."""
@@ -214,7 +214,7 @@ def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
 
 
 def test_g3_te_odd_early_layer_does_not_stop_later_conversion(
-    impl: types.ModuleType, device: str, te_module: types.ModuleType
+    impl: Implementation, device: str, te_module: types.ModuleType
 ) -> None:
     """accelerate's TE conversion returns from the whole recursion at the first nn.Linear with a
     dimension not divisible by 16; an implementation must not let that happen. On CUDA the real TE (the
@@ -234,7 +234,7 @@ BACKEND_REASONS = {"torchao": torchao_skip_reason, "te": real_te_skip_reason}
 
 
 @pytest.mark.parametrize("backend", sorted(BACKEND_REASONS))
-def test_g4_tiny_llama_trains(impl: types.ModuleType, device: str, standin_te_dir: Path, backend: str) -> None:
+def test_g4_tiny_llama_trains(impl: Implementation, device: str, standin_te_dir: Path, backend: str) -> None:
     """Conversion and one training step of a tiny Llama under accelerator.prepare, per backend, as a user of the
     implementation runs them (configure, patch, ``Accelerator()``): the conversion is the implementation's. The
     CPU twin runs torchao's real CPU kernels and, for ``te``, the stand-in TE (high precision)."""
@@ -273,7 +273,7 @@ def _default_device_off_the_model(acc: Any, device: str) -> Iterator[None]:
         del acc.prepare_model
 
 
-def _tiny_llama_step(impl: types.ModuleType, device: str, backend: str) -> None:
+def _tiny_llama_step(impl: Implementation, device: str, backend: str) -> None:
     args = fp8_arguments(fp8=True, backend=backend)
     llama = tiny_llama(dtype=torch.bfloat16)
     with _seed_user_accelerator(impl, args) as acc:
