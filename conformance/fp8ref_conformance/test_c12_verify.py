@@ -26,7 +26,6 @@ transformers are used.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +44,7 @@ from .kit.accelerators import (
     te_layer_names,
     with_emulation,
 )
+from .kit.compiled_forms import COMPILED_FORMS
 from .kit.contract import contract_accepts, fp8_arguments
 from .kit.isolation import reset_accelerate_state
 from .kit.models import MIXED_MODEL_ELIGIBLE, ineligible_model, mixed_model, mlp_model, tiny_llama
@@ -53,13 +53,12 @@ from .kit.trainer import training_arguments
 from .kit.trainer_verify import VerifyInTrainer, verify_in_trainer
 from .kit.verdicts import block_unless
 from .kit.verify_outcome import (
-    COMPILE_NOTICE_TEXT,
     Outcome,
     assert_loud,
+    assert_no_compile_notice,
+    assert_one_compile_notice,
     assert_quiet,
     call_verify,
-    is_compile_notice,
-    is_library_record,
     observe,
 )
 
@@ -414,94 +413,30 @@ def test_c12d_trainer_warns_in_train_when_the_model_holds_no_fp8_layer(odd_run: 
 # --------------------------------------------------------------------------- e, does it pay: torch.compile
 
 
-def _assert_one_notice(outcome: Outcome, situation: str) -> None:
-    """C12e where torchao float8 layers are in effect and run eagerly: one WARNING+ record of the implementation
-    that names ``torch.compile``, nothing else of its own, and no exception."""
-    assert outcome.error is None, (
-        f"verify_fp8_status raised although {situation}: the C12e notice is a warning, never an error "
-        f"({outcome.explain_error()})"
-    )
-    notices = outcome.compile_notices()
-    assert len(notices) == 1, (
-        f"verify_fp8_status logged {len(notices)} WARNING+ messages naming torch.compile although {situation} "
-        f"(C12e: one, saying how to turn torch.compile on); WARNING+ records: {outcome.described}"
-    )
-    others = [
-        r for r in outcome.logs.at_least(logging.WARNING) if not is_compile_notice(r) and not is_library_record(r)
-    ]
-    assert not others, (
-        f"verify_fp8_status warned about more than torch.compile although {situation}: {outcome.described}"
-    )
-
-
-def _assert_no_notice(outcome: Outcome, situation: str) -> None:
-    """C12e where the float8 layers run compiled (or are TE layers): no message naming ``torch.compile``."""
-    notices = outcome.compile_notices()
-    raised = outcome.error is not None and COMPILE_NOTICE_TEXT in str(outcome.error)
-    assert not notices and not raised, (
-        f"verify_fp8_status said torch.compile is off although {situation}: {outcome.described}; "
-        f"exception: {outcome.explain_error()}"
-    )
-
-
 def test_c12e_eager_float8_layers_get_one_compile_notice(impl: Implementation) -> None:
     args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator()
     acc.prepare(mixed_model())
-    _assert_one_notice(call_verify(impl, acc, args), "torchao float8 layers are in effect and none runs compiled")
+    assert_one_compile_notice(
+        call_verify(impl, acc, args), "torchao float8 layers are in effect and none runs compiled"
+    )
 
 
-def _block_compiled_in_place() -> nn.Module:
-    inner = mixed_model()
-    inner.compile()
-    return nn.Sequential(OrderedDict(body=inner, head=nn.Linear(64, 64)))
-
-
-#: Each form of compilation C12e names: (Accelerator keyword arguments, the model handed to ``prepare``).
-_COMPILED: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], nn.Module]]] = {
-    "wrapper-of-the-model": (dict, lambda: _compile(mixed_model())),
-    "wrapper-of-an-enclosing-module": (dict, lambda: nn.Sequential(OrderedDict(body=_compile(mixed_model())))),
-    "compiled-in-place": (dict, lambda: _compile_in_place(mixed_model())),
-    "block-compiled-in-place": (dict, _block_compiled_in_place),
-    "dynamo-plugin": (lambda: {"dynamo_backend": "inductor"}, mixed_model),
-    "regional-dynamo-plugin": (lambda: {"dynamo_plugin": _regional_plugin()}, lambda: tiny_llama(layers=2)),
-}
-
-
-def _compile(model: nn.Module) -> nn.Module:
-    import torch
-
-    compiled = torch.compile(model)  # lazy: nothing compiles until it runs, and it never runs here
-    assert isinstance(compiled, nn.Module)
-    return compiled
-
-
-def _compile_in_place(model: nn.Module) -> nn.Module:
-    model.compile()
-    return model
-
-
-def _regional_plugin() -> Any:
-    from accelerate.utils import TorchDynamoPlugin
-
-    return TorchDynamoPlugin(backend="inductor", use_regional_compilation=True)
-
-
-@pytest.mark.parametrize("form", list(_COMPILED))
+@pytest.mark.parametrize("form", list(COMPILED_FORMS))
 def test_c12e_compiled_float8_layers_get_no_notice(impl: Implementation, form: str) -> None:
-    accelerator_kwargs, make_model = _COMPILED[form]
+    accelerator_kwargs, make_model = COMPILED_FORMS[form]
     args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator(**accelerator_kwargs())
     acc.prepare(make_model())
     outcome = call_verify(impl, acc, args)
-    _assert_no_notice(outcome, f"the float8 layers run compiled ({form})")
+    assert_no_compile_notice(outcome, f"the float8 layers run compiled ({form})")
     assert_quiet(outcome, f"FP8 layers are in effect and run compiled ({form})", compiled=True)
 
 
 _DEFERRED: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], nn.Module]]] = {
     "eager": (dict, mixed_model),
-    "wrapper-of-the-model": _COMPILED["wrapper-of-the-model"],
-    "dynamo-plugin": _COMPILED["dynamo-plugin"],
+    "wrapper-of-the-model": COMPILED_FORMS["wrapper-of-the-model"],
+    "dynamo-plugin": COMPILED_FORMS["dynamo-plugin"],
 }
 
 
@@ -513,7 +448,7 @@ def test_c12e_deferred_check_judges_compilation_after_the_next_prepare(impl: Imp
     args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator(**accelerator_kwargs())
     before, after = _verify_then_prepare(impl, acc, args, make_model())
-    _assert_no_notice(before, "no model was prepared yet (it may still be compiled)")
+    assert_no_compile_notice(before, "no model was prepared yet (it may still be compiled)")
     if form == "eager":
         assert after.error is None, f"prepare raised after verify: {after.explain_error()}"
         assert len(after.compile_notices()) == 1, (
@@ -521,7 +456,7 @@ def test_c12e_deferred_check_judges_compilation_after_the_next_prepare(impl: Imp
             f"the follow-up did not log one WARNING naming torch.compile (C12e); WARNING+ records: {after.described}"
         )
     else:
-        _assert_no_notice(after, f"prepare compiled the float8 layers ({form})")
+        assert_no_compile_notice(after, f"prepare compiled the float8 layers ({form})")
         assert_quiet(after, f"FP8 layers are in effect and run compiled ({form})", records=Outcome.fp8_warnings)
 
 
@@ -537,15 +472,15 @@ def test_c12e_trainer_compiling_at_prepare_gets_no_notice(impl: Implementation, 
     at_init, in_train, trainer = run.at_init, run.during_train, run.trainer
     assert any(isinstance(m, Float8Linear) for m in trainer.model.modules()), "precondition: no layer converted (C14)"
     assert is_compiled_module(trainer.model_wrapped), "precondition: the Trainer's prepare did not compile the model"
-    _assert_no_notice(at_init, "the Trainer's accelerator compiles the model at prepare (torch_compile=True)")
-    _assert_no_notice(in_train, "the Trainer's prepare compiled the model (torch_compile=True)")
+    assert_no_compile_notice(at_init, "the Trainer's accelerator compiles the model at prepare (torch_compile=True)")
+    assert_no_compile_notice(in_train, "the Trainer's prepare compiled the model (torch_compile=True)")
     assert_quiet(in_train, "FP8 layers are in effect and run compiled", records=Outcome.fp8_warnings)
 
 
 def test_c12e_trainer_running_eagerly_gets_the_notice_after_train(eligible_run: VerifyInTrainer) -> None:
     """The HF Trainer without ``torch_compile`` (LLaMA-Factory's default): the follow-up of C12d brings it."""
     assert eligible_run.fp8_layers() > 0, "precondition: train() converted no layer (see C14)"
-    _assert_no_notice(eligible_run.at_init, "no model was prepared yet at the end of Trainer.__init__")
+    assert_no_compile_notice(eligible_run.at_init, "no model was prepared yet at the end of Trainer.__init__")
     assert len(eligible_run.during_train.compile_notices()) == 1, (
         "verify was called after Trainer.__init__ and train() then ran torchao float8 layers eagerly, but no "
         f"WARNING naming torch.compile was logged (C12e); WARNING+ records: {eligible_run.during_train.described}"
@@ -567,4 +502,4 @@ def test_c12e_te_layers_never_get_the_notice(impl: Implementation, standin_te_di
         prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
         assert any(isinstance(m, te.Linear) for m in acc.unwrap_model(prepared).modules()), "precondition: no TE layer"
         outcome = call_verify(impl, acc, fp8_arguments(fp8=True, backend="te"))
-    _assert_no_notice(outcome, "the FP8 layers are Transformer Engine layers (eager)")
+    assert_no_compile_notice(outcome, "the FP8 layers are Transformer Engine layers (eager)")
