@@ -19,7 +19,7 @@ import gc
 import importlib
 import importlib.util
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,9 @@ import pytest
 from torch import nn
 
 from .implementation import Implementation
-from .kit import early
-from .kit.contract import make_args, te_by_auto_probe
+from .kit import children, early
+from .kit.contract import fp8_arguments, te_by_auto_probe
+from .kit.deepspeed_run import Pending, single_rank_run
 from .kit.isolation import Snapshot, drop_fp8_variables, reset_accelerate_state, snapshot
 from .kit.processes import run_probe
 from .plugin import implementation_of
@@ -66,7 +67,7 @@ FILTER_RECIPES = {"rowwise": False, "tensorwise": True}
 def module_filter(impl: Implementation, request: pytest.FixtureRequest) -> Callable[[nn.Module, str], Any]:
     """The ``module_filter_func`` of the implementation's torchao handler (C9, C17b), for each recipe: the
     handler built with ``fp8_enable_fsdp_float8_all_gather`` (tensorwise, C6) is judged by the same rules."""
-    args = make_args(fp8=True, backend="torchao", all_gather=FILTER_RECIPES[request.param])
+    args = fp8_arguments(fp8=True, backend="torchao", all_gather=FILTER_RECIPES[request.param])
     handlers = impl.create_fp8_kwargs(args)
     assert len(handlers) == 1 and callable(getattr(handlers[0], "module_filter_func", None)), (
         f"no torchao handler with a callable module_filter_func ({request.param}): {handlers!r}"
@@ -93,6 +94,15 @@ def te_by_auto(
     return {r["id"]: r for r in out["results"]}
 
 
+@pytest.fixture(scope="session")
+def deepspeed_run(
+    request: pytest.FixtureRequest, impl: Implementation, impl_name: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pending]:
+    """The one DeepSpeed process of the session (C16, and C12 and G5 under DeepSpeed), making the runs the selected
+    tests read, or the one started early (:mod:`.kit.deepspeed_run`)."""
+    yield from single_rank_run(request, impl.missing, impl_name, tmp_path_factory)
+
+
 # --------------------------------------------------------------------------- children started early
 
 
@@ -116,7 +126,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     info = implementation_of(session.config)
     if info.module is not None:
-        early.start_children_early(session, info.name, info.missing)
+        children.start_children_early(session, info.name, info.missing)
 
 
 # --------------------------------------------------------------------------- isolation

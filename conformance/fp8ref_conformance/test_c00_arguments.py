@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from typing import Any
 import pytest
 from torch import nn
 
+from .implementation import Implementation
 from .kit.accelerators import reference_fp8_accelerator
-from .kit.contract import ALLOWED_ENV_PREFIXES, make_args
+from .kit.contract import ALLOWED_ENV_PREFIXES, fp8_arguments
 from .kit.env import env_diff, env_snapshot, fp8_env_prefixes
 from .kit.messages import mentions_package
 from .kit.models import LinearLike, mixed_model
@@ -53,12 +53,12 @@ def _handler_summary(handler: Any) -> tuple[Any, ...]:
     return tuple(summary)
 
 
-def _create(impl: types.ModuleType, args: Any) -> Any:
+def _create(impl: Implementation, args: Any) -> Any:
     result = impl.create_fp8_kwargs(args)
     return [_handler_summary(h) for h in result] if isinstance(result, list) else repr(result)
 
 
-def _configure(impl: types.ModuleType, args: Any) -> dict[str, str | None]:
+def _configure(impl: Implementation, args: Any) -> dict[str, str | None]:
     """The FP8 variables configure changed: accelerate's with their values (C8 specifies them), the others only
     by name (the seed's ``FP8_BACKEND`` may echo the name as given: no clause judges its value). Other variables
     are C8d's business (a library imported for the first time may set one)."""
@@ -68,11 +68,11 @@ def _configure(impl: types.ModuleType, args: Any) -> dict[str, str | None]:
     return {c.name: c.after if c.name.startswith("ACCELERATE_") else "(changed)" for c in changes}
 
 
-def _mixed_precision(impl: types.ModuleType, args: Any) -> Any:
+def _mixed_precision(impl: Implementation, args: Any) -> Any:
     return impl.get_fp8_mixed_precision(args)
 
 
-_FUNCTIONS: dict[str, Callable[[types.ModuleType, Any], Any]] = {
+_FUNCTIONS: dict[str, Callable[[Implementation, Any], Any]] = {
     "get_fp8_mixed_precision": _mixed_precision,
     "create_fp8_kwargs": _create,
     "configure_fp8_environment": _configure,
@@ -89,7 +89,7 @@ def _maybe_standin(backend: str, directory: Path) -> Iterator[None]:
         yield
 
 
-def _answer(function: str, impl: types.ModuleType, args: Any) -> tuple[Any, ...]:
+def _answer(function: str, impl: Implementation, args: Any) -> tuple[Any, ...]:
     """What a call gives: its result, or the class of the exception it raised and whether the message names the
     package to install (a message may quote the name as given)."""
     try:
@@ -99,7 +99,7 @@ def _answer(function: str, impl: types.ModuleType, args: Any) -> tuple[Any, ...]
         return ("raised", type(exc).__name__, named)
 
 
-def _same(function: str, impl: types.ModuleType, duck: Any, explicit: Any, what: str) -> None:
+def _same(function: str, impl: Implementation, duck: Any, explicit: Any, what: str) -> None:
     expected = _answer(function, impl, explicit)
     got = _answer(function, impl, duck)
     assert got == expected, (
@@ -123,23 +123,23 @@ _OMITTED = {
 
 @pytest.mark.parametrize("function", sorted(_FUNCTIONS))
 @pytest.mark.parametrize("case", sorted(_OMITTED))
-def test_c0_missing_attributes_take_their_defaults(impl: types.ModuleType, function: str, case: str) -> None:
+def test_c0_missing_attributes_take_their_defaults(impl: Implementation, function: str, case: str) -> None:
     """An object without ``fp8`` (False), ``fp8_backend`` (auto) or the flag (False) is answered as if it had
     them at their defaults."""
     omit, values = _OMITTED[case]
-    duck = make_args(fp8=values["fp8"], backend="auto", all_gather=False, omit=omit)
-    explicit = make_args(fp8=values["fp8"], backend="auto", all_gather=False)
+    duck = fp8_arguments(fp8=values["fp8"], backend="auto", all_gather=False, omit=omit)
+    explicit = fp8_arguments(fp8=values["fp8"], backend="auto", all_gather=False)
     _same(function, impl, duck, explicit, f"an object without {', '.join(omit)}")
 
 
-def test_c0_any_object_is_accepted(impl: types.ModuleType) -> None:
+def test_c0_any_object_is_accepted(impl: Implementation) -> None:
     """Not only a namespace: a plain object with no attribute at all means FP8 off."""
-    plain, explicit = object(), make_args(fp8=False)
+    plain, explicit = object(), fp8_arguments(fp8=False)
     for function in sorted(_FUNCTIONS):
         _same(function, impl, plain, explicit, "object()")
 
 
-def _verify_outcome(impl: types.ModuleType, make_acc: Callable[[], Any], args: Any) -> tuple[bool, bool]:
+def _verify_outcome(impl: Implementation, make_acc: Callable[[], Any], args: Any) -> tuple[bool, bool]:
     """``(raised, warned)`` of verify on a fresh accelerator (a verify may remember what it said before)."""
     outcome = call_verify(impl, make_acc(), args)
     return outcome.error is not None, outcome.warned
@@ -166,12 +166,12 @@ _ACCELERATORS: dict[str, Callable[[], Any]] = {
 
 @pytest.mark.parametrize("acc", sorted(_ACCELERATORS))
 @pytest.mark.parametrize("case", ["no-fp8", "no-backend", "only-fp8"])
-def test_c0_verify_takes_the_defaults_of_missing_attributes(impl: types.ModuleType, acc: str, case: str) -> None:
+def test_c0_verify_takes_the_defaults_of_missing_attributes(impl: Implementation, acc: str, case: str) -> None:
     """``verify_fp8_status`` says what it says with the defaults spelled out: no more, no less."""
     omit, values = _OMITTED[case]
     make_acc = _ACCELERATORS[acc]
-    explicit = _verify_outcome(impl, make_acc, make_args(fp8=values["fp8"], backend="auto"))
-    duck = _verify_outcome(impl, make_acc, make_args(fp8=values["fp8"], backend="auto", omit=omit))
+    explicit = _verify_outcome(impl, make_acc, fp8_arguments(fp8=values["fp8"], backend="auto"))
+    duck = _verify_outcome(impl, make_acc, fp8_arguments(fp8=values["fp8"], backend="auto", omit=omit))
     assert duck == explicit, (
         f"verify_fp8_status with an object without {', '.join(omit)} gave (raised, warned)={duck}, with the "
         f"defaults spelled out {explicit}"
@@ -187,28 +187,34 @@ _SPELLINGS = [("TorchAO", "torchao"), ("TORCHAO", "torchao"), ("AUTO", "auto"), 
 @pytest.mark.parametrize("fp8", [True, False], ids=["fp8", "no-fp8"])
 @pytest.mark.parametrize(("spelling", "name"), _SPELLINGS, ids=[s for s, _ in _SPELLINGS])
 def test_c0_backend_names_in_any_letter_case(
-    impl: types.ModuleType, standin_te_dir: Path, function: str, fp8: bool, spelling: str, name: str
+    impl: Implementation, standin_te_dir: Path, function: str, fp8: bool, spelling: str, name: str
 ) -> None:
     """``fp8_backend="TorchAO"`` is ``"torchao"`` (for ``te`` with the stand-in TE: recipe construction only)."""
     with _maybe_standin(name, standin_te_dir):
-        _same(function, impl, make_args(fp8=fp8, backend=spelling), make_args(fp8=fp8, backend=name), f"{spelling!r}")
+        _same(
+            function,
+            impl,
+            fp8_arguments(fp8=fp8, backend=spelling),
+            fp8_arguments(fp8=fp8, backend=name),
+            f"{spelling!r}",
+        )
 
 
 @pytest.mark.parametrize("acc", ["plain-accelerator", "fp8-in-effect"])
 @pytest.mark.parametrize(("spelling", "name"), _SPELLINGS[:4], ids=[s for s, _ in _SPELLINGS[:4]])
 def test_c0_verify_matches_backend_names_in_any_letter_case(
-    impl: types.ModuleType, acc: str, spelling: str, name: str
+    impl: Implementation, acc: str, spelling: str, name: str
 ) -> None:
     make_acc = _ACCELERATORS[acc]
-    explicit = _verify_outcome(impl, make_acc, make_args(fp8=True, backend=name))
-    duck = _verify_outcome(impl, make_acc, make_args(fp8=True, backend=spelling))
+    explicit = _verify_outcome(impl, make_acc, fp8_arguments(fp8=True, backend=name))
+    duck = _verify_outcome(impl, make_acc, fp8_arguments(fp8=True, backend=spelling))
     assert duck == explicit, (
         f"verify_fp8_status with {spelling!r} gave (raised, warned)={duck}, with {name!r} {explicit}"
     )
 
 
 @pytest.mark.parametrize("function", ["create_fp8_kwargs", "configure_fp8_environment"])
-def test_c0_te_in_any_letter_case_where_te_is_not_installed(impl: types.ModuleType, function: str) -> None:
+def test_c0_te_in_any_letter_case_where_te_is_not_installed(impl: Implementation, function: str) -> None:
     """With ``transformer_engine`` hidden, ``"TE"`` fails (or not) as ``"te"`` does (C4 judges how)."""
     with hidden_packages("transformer_engine"):
-        _same(function, impl, make_args(fp8=True, backend="TE"), make_args(fp8=True, backend="te"), "'TE'")
+        _same(function, impl, fp8_arguments(fp8=True, backend="TE"), fp8_arguments(fp8=True, backend="te"), "'TE'")

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-import types
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .kit.contract import make_args, no_backend_probe
-from .kit.early import EarlyStart
+from .implementation import Implementation
+from .kit.contract import fp8_arguments, no_backend_probe
 from .kit.env import env_diff, env_snapshot, fp8_env_prefixes
 from .kit.messages import mentions_package, mentions_word
 from .kit.processes import run_probe
@@ -29,20 +28,20 @@ PROPERTY = suite_settings()
 
 
 @pytest.mark.parametrize("backend", ["auto", "torchao", "te"])
-def test_c1_fp8_true_gives_fp8(impl: types.ModuleType, backend: str) -> None:
-    assert impl.get_fp8_mixed_precision(make_args(fp8=True, backend=backend)) == "fp8"
+def test_c1_fp8_true_gives_fp8(impl: Implementation, backend: str) -> None:
+    assert impl.get_fp8_mixed_precision(fp8_arguments(fp8=True, backend=backend)) == "fp8"
 
 
 @pytest.mark.parametrize("backend", ["auto", "torchao", "te"])
-def test_c1_fp8_false_gives_none(impl: types.ModuleType, backend: str) -> None:
-    assert impl.get_fp8_mixed_precision(make_args(fp8=False, backend=backend)) is None
+def test_c1_fp8_false_gives_none(impl: Implementation, backend: str) -> None:
+    assert impl.get_fp8_mixed_precision(fp8_arguments(fp8=False, backend=backend)) is None
 
 
 @PROPERTY
 @given(fp8=st.booleans(), backend=valid_backends(), all_gather=st.booleans())
-def test_c1_property_follows_the_fp8_flag(impl: types.ModuleType, fp8: bool, backend: str, all_gather: bool) -> None:
+def test_c1_property_follows_the_fp8_flag(impl: Implementation, fp8: bool, backend: str, all_gather: bool) -> None:
     expected = "fp8" if fp8 else None
-    assert impl.get_fp8_mixed_precision(make_args(fp8=fp8, backend=backend, all_gather=all_gather)) == expected
+    assert impl.get_fp8_mixed_precision(fp8_arguments(fp8=fp8, backend=backend, all_gather=all_gather)) == expected
 
 
 # --------------------------------------------------------------------------- C2
@@ -50,17 +49,17 @@ def test_c1_property_follows_the_fp8_flag(impl: types.ModuleType, fp8: bool, bac
 
 @pytest.mark.parametrize("backend", ["auto", "torchao", "te"])
 @pytest.mark.parametrize("all_gather", [False, True])
-def test_c2_create_returns_empty_list_when_disabled(impl: types.ModuleType, backend: str, all_gather: bool) -> None:
-    assert impl.create_fp8_kwargs(make_args(fp8=False, backend=backend, all_gather=all_gather)) == []
+def test_c2_create_returns_empty_list_when_disabled(impl: Implementation, backend: str, all_gather: bool) -> None:
+    assert impl.create_fp8_kwargs(fp8_arguments(fp8=False, backend=backend, all_gather=all_gather)) == []
 
 
 @PROPERTY
 @given(env=environments(), backend=valid_backends(), all_gather=st.booleans())
 def test_c2_property_configure_leaves_environment_when_disabled(
-    impl: types.ModuleType, env: dict[str, str], backend: str, all_gather: bool
+    impl: Implementation, env: dict[str, str], backend: str, all_gather: bool
 ) -> None:
     with env_snapshot(env, drop_prefixes=fp8_env_prefixes()) as before:
-        impl.configure_fp8_environment(make_args(fp8=False, backend=backend, all_gather=all_gather))
+        impl.configure_fp8_environment(fp8_arguments(fp8=False, backend=backend, all_gather=all_gather))
         changes = env_diff(before, os.environ)
     assert changes == [], f"configure_fp8_environment changed the environment with fp8=False: {changes}"
 
@@ -83,12 +82,12 @@ def _fp8_accelerator() -> Any:
     ids=["none", "object", "plain-accelerator", "fp8-accelerator"],
 )
 @pytest.mark.parametrize("backend", ["auto", "torchao", "te"])
-def test_c2_verify_is_quiet_when_disabled(impl: types.ModuleType, make_acc: Any, backend: str) -> None:
+def test_c2_verify_is_quiet_when_disabled(impl: Implementation, make_acc: Any, backend: str) -> None:
     from .kit.logs import capture_logs
 
     acc = make_acc()
     with capture_logs() as logs:
-        impl.verify_fp8_status(acc, make_args(fp8=False, backend=backend))
+        impl.verify_fp8_status(acc, fp8_arguments(fp8=False, backend=backend))
     assert not logs.at_least(logging.WARNING), f"verify_fp8_status warned with fp8=False: {logs.describe()}"
 
 
@@ -101,19 +100,17 @@ def _assert_lists_valid_values(message: str) -> None:
 
 
 @pytest.mark.parametrize("backend", ["bogus", "transformer_engine", "ao", ""])
-def test_c3_create_rejects_invalid_backend(impl: types.ModuleType, backend: str) -> None:
+def test_c3_create_rejects_invalid_backend(impl: Implementation, backend: str) -> None:
     with pytest.raises(ValueError) as info:
-        impl.create_fp8_kwargs(make_args(fp8=True, backend=backend))
+        impl.create_fp8_kwargs(fp8_arguments(fp8=True, backend=backend))
     _assert_lists_valid_values(str(info.value))
 
 
 @pytest.mark.parametrize("backend", ["bogus", "transformer_engine", "ao", ""])
-def test_c3_configure_rejects_invalid_backend_without_touching_environment(
-    impl: types.ModuleType, backend: str
-) -> None:
+def test_c3_configure_rejects_invalid_backend_without_touching_environment(impl: Implementation, backend: str) -> None:
     with env_snapshot(drop_prefixes=fp8_env_prefixes()) as before:
         with pytest.raises(ValueError) as info:
-            impl.configure_fp8_environment(make_args(fp8=True, backend=backend))
+            impl.configure_fp8_environment(fp8_arguments(fp8=True, backend=backend))
         changes = env_diff(before, os.environ)
     _assert_lists_valid_values(str(info.value))
     assert changes == [], f"the environment changed before the ValueError: {changes}"
@@ -122,9 +119,9 @@ def test_c3_configure_rejects_invalid_backend_without_touching_environment(
 @PROPERTY
 @given(env=environments(), backend=invalid_backends(), all_gather=st.booleans())
 def test_c3_property_invalid_backend_raises_value_error_and_keeps_environment(
-    impl: types.ModuleType, env: dict[str, str], backend: str, all_gather: bool
+    impl: Implementation, env: dict[str, str], backend: str, all_gather: bool
 ) -> None:
-    args = make_args(fp8=True, backend=backend, all_gather=all_gather)
+    args = fp8_arguments(fp8=True, backend=backend, all_gather=all_gather)
     with pytest.raises(ValueError) as info:
         impl.create_fp8_kwargs(args)
     _assert_lists_valid_values(str(info.value))
@@ -139,13 +136,8 @@ def test_c3_property_invalid_backend_raises_value_error_and_keeps_environment(
 # --------------------------------------------------------------------------- C4
 
 
-def start_children_early(early: EarlyStart) -> None:
-    """C4's probe, before the first test (see :mod:`.kit.early`)."""
-    early.probe("no_backend_results", "create_fp8_kwargs", no_backend_probe(early.impl_name))
-
-
 @pytest.fixture(scope="module")
-def no_backend_results(impl_name: str, impl: types.ModuleType) -> dict[str, dict[str, Any]]:
+def no_backend_results(impl_name: str, impl: Implementation) -> dict[str, dict[str, Any]]:
     """``create_fp8_kwargs`` in a fresh interpreter where neither torchao nor transformer_engine is
     importable (``sys.modules[name] = None`` before anything is imported; see children/probe.py)."""
     impl.require("create_fp8_kwargs")  # the child calls it: a module without it fails here, naming it
@@ -186,13 +178,13 @@ def test_c4_te_missing_raises_import_error_naming_transformer_engine(
     _assert_import_error_naming(no_backend_results["te"], "transformer-engine")
 
 
-def test_c4_te_missing_in_this_process(impl: types.ModuleType) -> None:
+def test_c4_te_missing_in_this_process(impl: Implementation) -> None:
     """The same check in-process, with ``transformer_engine`` hidden through ``sys.modules``."""
     from .kit.packages import hidden_packages
 
     with hidden_packages("transformer_engine"):
         try:
-            result = impl.create_fp8_kwargs(make_args(fp8=True, backend="te"))
+            result = impl.create_fp8_kwargs(fp8_arguments(fp8=True, backend="te"))
         except ImportError as exc:
             assert mentions_package(str(exc), "transformer-engine"), (
                 f"the ImportError does not name transformer-engine: {exc}"

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import logging
 import re
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .kit.contract import make_args, te_by_auto_probe
-from .kit.early import EarlyStart
+from .implementation import Implementation
+from .kit.contract import fp8_arguments
 from .kit.logs import capture_logs
 from .kit.standin_te import standin_te
 
 TORCHAO_BACKENDS = ["torchao", "auto"]
 
 
-def _only_handler(impl: types.ModuleType, args: Any) -> Any:
+def _only_handler(impl: Implementation, args: Any) -> Any:
     handlers = impl.create_fp8_kwargs(args)
     assert isinstance(handlers, list), f"create_fp8_kwargs returned {type(handlers).__name__}, not a list"
     assert len(handlers) == 1, f"expected exactly one handler, got {handlers!r}"
@@ -41,28 +40,28 @@ def _granularities(config: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
-def test_c5_torchao_gives_one_ao_recipe_kwargs(impl: types.ModuleType, backend: str) -> None:
+def test_c5_torchao_gives_one_ao_recipe_kwargs(impl: Implementation, backend: str) -> None:
     from accelerate.utils import AORecipeKwargs
 
-    handler = _only_handler(impl, make_args(fp8=True, backend=backend))
+    handler = _only_handler(impl, fp8_arguments(fp8=True, backend=backend))
     # accelerate dispatches handlers by exact class, so a subclass would not be recognised.
     assert type(handler) is AORecipeKwargs, f"handler is {type(handler).__qualname__}, not AORecipeKwargs"
 
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
-def test_c5_config_is_float8_linear_config_and_filter_is_callable(impl: types.ModuleType, backend: str) -> None:
+def test_c5_config_is_float8_linear_config_and_filter_is_callable(impl: Implementation, backend: str) -> None:
     from torchao.float8 import Float8LinearConfig
 
-    handler = _only_handler(impl, make_args(fp8=True, backend=backend))
+    handler = _only_handler(impl, fp8_arguments(fp8=True, backend=backend))
     assert isinstance(handler.config, Float8LinearConfig), f"config is {handler.config!r}"
     assert callable(handler.module_filter_func), f"module_filter_func is {handler.module_filter_func!r}"
 
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
-def test_c5_default_recipe_is_rowwise(impl: types.ModuleType, backend: str) -> None:
+def test_c5_default_recipe_is_rowwise(impl: Implementation, backend: str) -> None:
     from torchao.float8.config import ScalingGranularity
 
-    handler = _only_handler(impl, make_args(fp8=True, backend=backend, all_gather=False))
+    handler = _only_handler(impl, fp8_arguments(fp8=True, backend=backend, all_gather=False))
     granularities = _granularities(handler.config)
     wrong = {k: v for k, v in granularities.items() if v is not ScalingGranularity.AXISWISE}
     assert not wrong, f"not rowwise (AXISWISE expected) for: {wrong}"
@@ -86,14 +85,14 @@ def _assert_does_not_emulate(config: Any, what: str) -> None:
 
 
 @pytest.mark.parametrize("backend", C5E_BACKENDS)
-def test_c5e_default_rowwise_config_does_not_emulate(impl: types.ModuleType, backend: str) -> None:
-    (handler,) = impl.create_fp8_kwargs(make_args(fp8=True, backend=backend, all_gather=False))
+def test_c5e_default_rowwise_config_does_not_emulate(impl: Implementation, backend: str) -> None:
+    (handler,) = impl.create_fp8_kwargs(fp8_arguments(fp8=True, backend=backend, all_gather=False))
     _assert_does_not_emulate(handler.config, f"create_fp8_kwargs(fp8_backend={backend!r})")
 
 
 @pytest.mark.parametrize("backend", C5E_BACKENDS)
-def test_c5e_all_gather_tensorwise_config_does_not_emulate(impl: types.ModuleType, backend: str) -> None:
-    (handler,) = impl.create_fp8_kwargs(make_args(fp8=True, backend=backend, all_gather=True))
+def test_c5e_all_gather_tensorwise_config_does_not_emulate(impl: Implementation, backend: str) -> None:
+    (handler,) = impl.create_fp8_kwargs(fp8_arguments(fp8=True, backend=backend, all_gather=True))
     _assert_does_not_emulate(handler.config, f"create_fp8_kwargs(fp8_backend={backend!r}, all-gather flag)")
 
 
@@ -101,10 +100,10 @@ def test_c5e_all_gather_tensorwise_config_does_not_emulate(impl: types.ModuleTyp
 
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
-def test_c6_all_gather_flag_gives_tensorwise_config_with_all_gather(impl: types.ModuleType, backend: str) -> None:
+def test_c6_all_gather_flag_gives_tensorwise_config_with_all_gather(impl: Implementation, backend: str) -> None:
     from torchao.float8.config import ScalingGranularity
 
-    handler = _only_handler(impl, make_args(fp8=True, backend=backend, all_gather=True))
+    handler = _only_handler(impl, fp8_arguments(fp8=True, backend=backend, all_gather=True))
     assert handler.config.enable_fsdp_float8_all_gather is True, (
         "fp8_enable_fsdp_float8_all_gather=True was dropped: the config has enable_fsdp_float8_all_gather="
         f"{handler.config.enable_fsdp_float8_all_gather!r}"
@@ -116,17 +115,17 @@ def test_c6_all_gather_flag_gives_tensorwise_config_with_all_gather(impl: types.
 _TENSORWISE_WORDS = re.compile(r"tensor[-_ ]?wise|per[-_ ]tensor", re.IGNORECASE)
 
 
-def test_c6_switch_to_tensorwise_is_logged_at_info_or_above(impl: types.ModuleType) -> None:
+def test_c6_switch_to_tensorwise_is_logged_at_info_or_above(impl: Implementation) -> None:
     """The switch of recipe must be visible: a record at INFO or above that names the tensorwise recipe."""
     with capture_logs() as logs:
-        impl.create_fp8_kwargs(make_args(fp8=True, backend="torchao", all_gather=True))
+        impl.create_fp8_kwargs(fp8_arguments(fp8=True, backend="torchao", all_gather=True))
     naming = [r for r in logs.at_least(logging.INFO) if _TENSORWISE_WORDS.search(r.getMessage())]
     assert naming, f"no INFO+ record names the switch to tensorwise; records: {logs.describe(logging.INFO)}"
 
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
-def test_c6_flag_false_gives_all_gather_disabled(impl: types.ModuleType, backend: str) -> None:
-    handler = _only_handler(impl, make_args(fp8=True, backend=backend, all_gather=False))
+def test_c6_flag_false_gives_all_gather_disabled(impl: Implementation, backend: str) -> None:
+    handler = _only_handler(impl, fp8_arguments(fp8=True, backend=backend, all_gather=False))
     assert handler.config.enable_fsdp_float8_all_gather is False
 
 
@@ -154,21 +153,16 @@ def _assert_te_recipe(handler: Any) -> None:
     )
 
 
-def test_c7_te_gives_one_te_recipe_hybrid_16_max(impl: types.ModuleType, standin_te_dir: Path) -> None:
+def test_c7_te_gives_one_te_recipe_hybrid_16_max(impl: Implementation, standin_te_dir: Path) -> None:
     """Uses the suite's stand-in transformer_engine (no kernels): it only lets accelerate build the
     TE recipe on a machine without TE. This is recipe construction only, never a G clause."""
     with standin_te(standin_te_dir):
-        handler = _only_handler(impl, make_args(fp8=True, backend="te"))
+        handler = _only_handler(impl, fp8_arguments(fp8=True, backend="te"))
         _assert_te_recipe(handler)
 
 
 #: What the tests of this module read from the probe of ``auto`` without torchao (the ``te_by_auto`` fixture).
 TE_BY_AUTO_NEEDS = "create_fp8_kwargs"
-
-
-def start_children_early(early: EarlyStart) -> None:
-    """The probe of ``auto`` without torchao, before the first test (see :mod:`.kit.early`)."""
-    early.probe("te_by_auto", TE_BY_AUTO_NEEDS, te_by_auto_probe(early.impl_name, early.standin_te_dir()))
 
 
 def test_c7_auto_resolves_to_te_when_torchao_is_missing(te_by_auto: dict[str, dict[str, Any]]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .kit.contract import ALLOWED_ENV_PREFIXES, make_args, te_by_auto_probe
-from .kit.early import EarlyStart
+from .implementation import Implementation
+from .kit.contract import ALLOWED_ENV_PREFIXES, fp8_arguments
 from .kit.env import env_diff, env_snapshot, fp8_env_prefixes
 from .kit.standin_te import standin_te
 from .kit.strategies import environments, suite_settings, valid_backends
@@ -40,7 +39,7 @@ def _maybe_standin(backend: str, directory: Path) -> Iterator[None]:
         yield
 
 
-def _configure(impl: types.ModuleType, args: Any, env: dict[str, str] | None = None) -> dict[str, str]:
+def _configure(impl: Implementation, args: Any, env: dict[str, str] | None = None) -> dict[str, str]:
     """Run ``configure_fp8_environment`` from a clean FP8 environment (plus ``env``); return the result."""
     with env_snapshot(env, drop_prefixes=fp8_env_prefixes()):
         impl.configure_fp8_environment(args)
@@ -51,34 +50,29 @@ def _configure(impl: types.ModuleType, args: Any, env: dict[str, str] | None = N
 
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
-def test_c8a_sets_accelerate_mixed_precision_fp8(impl: types.ModuleType, backend: str) -> None:
-    value = _configure(impl, make_args(fp8=True, backend=backend)).get("ACCELERATE_MIXED_PRECISION")
+def test_c8a_sets_accelerate_mixed_precision_fp8(impl: Implementation, backend: str) -> None:
+    value = _configure(impl, fp8_arguments(fp8=True, backend=backend)).get("ACCELERATE_MIXED_PRECISION")
     assert value == "fp8", f"ACCELERATE_MIXED_PRECISION={value!r}"
 
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
-def test_c8b_sets_accelerate_fp8_backend_to_ao_for_torchao(impl: types.ModuleType, backend: str) -> None:
-    env = _configure(impl, make_args(fp8=True, backend=backend))
+def test_c8b_sets_accelerate_fp8_backend_to_ao_for_torchao(impl: Implementation, backend: str) -> None:
+    env = _configure(impl, fp8_arguments(fp8=True, backend=backend))
     value, seed_value = env.get("ACCELERATE_FP8_BACKEND"), env.get("FP8_BACKEND")
     assert value == "AO", (
         f"ACCELERATE_FP8_BACKEND={value!r} (FP8_BACKEND={seed_value!r}); accelerate reads only ACCELERATE_FP8_BACKEND"
     )
 
 
-def test_c8b_sets_accelerate_fp8_backend_to_te_for_te(impl: types.ModuleType, standin_te_dir: Path) -> None:
+def test_c8b_sets_accelerate_fp8_backend_to_te_for_te(impl: Implementation, standin_te_dir: Path) -> None:
     """Stand-in transformer_engine (recipe construction only; never a G clause)."""
     with standin_te(standin_te_dir):
-        value = _configure(impl, make_args(fp8=True, backend="te")).get("ACCELERATE_FP8_BACKEND")
+        value = _configure(impl, fp8_arguments(fp8=True, backend="te")).get("ACCELERATE_FP8_BACKEND")
     assert value == "TE", f"ACCELERATE_FP8_BACKEND={value!r}"
 
 
 #: What the tests of this module read from the probe of ``auto`` without torchao (the ``te_by_auto`` fixture).
 TE_BY_AUTO_NEEDS = "configure_fp8_environment"
-
-
-def start_children_early(early: EarlyStart) -> None:
-    """The probe of ``auto`` without torchao, before the first test (see :mod:`.kit.early`)."""
-    early.probe("te_by_auto", TE_BY_AUTO_NEEDS, te_by_auto_probe(early.impl_name, early.standin_te_dir()))
 
 
 @pytest.mark.parametrize("case", ["configure-auto", "configure-auto-all-gather"])
@@ -93,16 +87,16 @@ def test_c8b_auto_resolving_to_te_sets_te(te_by_auto: dict[str, dict[str, Any]],
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
 @pytest.mark.parametrize("flag", [True, False])
-def test_c8c_sets_all_gather_variable_matching_the_flag(impl: types.ModuleType, backend: str, flag: bool) -> None:
-    env = _configure(impl, make_args(fp8=True, backend=backend, all_gather=flag))
+def test_c8c_sets_all_gather_variable_matching_the_flag(impl: Implementation, backend: str, flag: bool) -> None:
+    env = _configure(impl, fp8_arguments(fp8=True, backend=backend, all_gather=flag))
     value = env.get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER")
     assert value == str(flag).lower(), f"ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER={value!r} with the flag {flag}"
 
 
 @pytest.mark.parametrize("flag", [True, False])
-def test_c8c_overrides_a_preset_all_gather_variable(impl: types.ModuleType, flag: bool) -> None:
+def test_c8c_overrides_a_preset_all_gather_variable(impl: Implementation, flag: bool) -> None:
     preset = {"ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER": str(not flag).lower()}
-    env = _configure(impl, make_args(fp8=True, backend="torchao", all_gather=flag), preset)
+    env = _configure(impl, fp8_arguments(fp8=True, backend="torchao", all_gather=flag), preset)
     value = env.get("ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER")
     assert value == str(flag).lower(), f"ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER={value!r} with the flag {flag}"
 
@@ -110,17 +104,17 @@ def test_c8c_overrides_a_preset_all_gather_variable(impl: types.ModuleType, flag
 # --------------------------------------------------------------------------- d, e
 
 
-def test_c8d_changes_only_fp8_variables(impl: types.ModuleType) -> None:
+def test_c8d_changes_only_fp8_variables(impl: Implementation) -> None:
     preset = {"ACCELERATE_USE_CPU": "true", "ACCELERATE_LOG_LEVEL": "info", "UNRELATED_VAR": "x"}
     with env_snapshot(preset, drop_prefixes=fp8_env_prefixes()) as before:
-        impl.configure_fp8_environment(make_args(fp8=True, backend="torchao"))
+        impl.configure_fp8_environment(fp8_arguments(fp8=True, backend="torchao"))
         changes = env_diff(before, os.environ)
     bad = [c for c in changes if not c.name.startswith(ALLOWED_ENV_PREFIXES)]
     assert not bad, f"changed variables outside ACCELERATE_MIXED_PRECISION*/ACCELERATE_FP8_*/FP8_*: {bad}"
 
 
-def test_c8e_second_call_leaves_environment_as_first(impl: types.ModuleType) -> None:
-    args = make_args(fp8=True, backend="torchao", all_gather=True)
+def test_c8e_second_call_leaves_environment_as_first(impl: Implementation) -> None:
+    args = fp8_arguments(fp8=True, backend="torchao", all_gather=True)
     with env_snapshot(drop_prefixes=fp8_env_prefixes()):
         impl.configure_fp8_environment(args)
         first = dict(os.environ)
@@ -136,12 +130,12 @@ def test_c8e_second_call_leaves_environment_as_first(impl: types.ModuleType) -> 
     all_gather=st.booleans(),
 )
 def test_c8_property_environment_contract(
-    impl: types.ModuleType, standin_te_dir: Path, env: dict[str, str], backend: str, all_gather: bool
+    impl: Implementation, standin_te_dir: Path, env: dict[str, str], backend: str, all_gather: bool
 ) -> None:
     """a-e for generated pre-existing environments (unrelated, other ACCELERATE_* and pre-set FP8
     variables) and each backend. For ``te`` the stand-in TE is on the path (recipe construction only; never a
     G clause)."""
-    args = make_args(fp8=True, backend=backend, all_gather=all_gather)
+    args = fp8_arguments(fp8=True, backend=backend, all_gather=all_gather)
     with _maybe_standin(backend, standin_te_dir), env_snapshot(env, drop_prefixes=fp8_env_prefixes()) as before:
         impl.configure_fp8_environment(args)
         first = dict(os.environ)
@@ -166,7 +160,7 @@ def test_c8_property_environment_contract(
 # --------------------------------------------------------------------------- f
 
 
-def _accelerator_after_configure(impl: types.ModuleType, args: Any) -> tuple[bool, str]:
+def _accelerator_after_configure(impl: Implementation, args: Any) -> tuple[bool, str]:
     import accelerate
 
     with env_snapshot(drop_prefixes=fp8_env_prefixes()):
@@ -177,16 +171,16 @@ def _accelerator_after_configure(impl: types.ModuleType, args: Any) -> tuple[boo
 
 @pytest.mark.parametrize("backend", TORCHAO_BACKENDS)
 @pytest.mark.parametrize("flag", [False, True])
-def test_c8f_accelerator_after_configure_uses_torchao(impl: types.ModuleType, backend: str, flag: bool) -> None:
-    enabled, resolved = _accelerator_after_configure(impl, make_args(fp8=True, backend=backend, all_gather=flag))
+def test_c8f_accelerator_after_configure_uses_torchao(impl: Implementation, backend: str, flag: bool) -> None:
+    enabled, resolved = _accelerator_after_configure(impl, fp8_arguments(fp8=True, backend=backend, all_gather=flag))
     assert enabled, "Accelerator() created after configure_fp8_environment has fp8_enabled False"
     assert resolved == "AO", f"Accelerator().fp8_backend is {resolved}, expected AO"
 
 
-def test_c8f_accelerator_after_configure_uses_te(impl: types.ModuleType, standin_te_dir: Path) -> None:
+def test_c8f_accelerator_after_configure_uses_te(impl: Implementation, standin_te_dir: Path) -> None:
     """Stand-in transformer_engine (recipe construction only; never a G clause)."""
     with standin_te(standin_te_dir):
-        enabled, resolved = _accelerator_after_configure(impl, make_args(fp8=True, backend="te"))
+        enabled, resolved = _accelerator_after_configure(impl, fp8_arguments(fp8=True, backend="te"))
     assert enabled, "Accelerator() created after configure_fp8_environment has fp8_enabled False"
     assert resolved == "TE", f"Accelerator().fp8_backend is {resolved}, expected TE"
 
@@ -196,7 +190,7 @@ def test_c8f_accelerator_after_configure_uses_te(impl: types.ModuleType, standin
 
 @pytest.mark.parametrize("backend", ["torchao", "te"])
 def test_c8g_accelerator_not_in_fp8_still_prepares_a_model(
-    impl: types.ModuleType, standin_te_dir: Path, backend: str
+    impl: Implementation, standin_te_dir: Path, backend: str
 ) -> None:
     """After ``configure_fp8_environment(a)``, ``Accelerator(mixed_precision="no")`` (what the HF Trainer builds from
     arguments made before the call) prepares a model and its optimizer without error. accelerate 1.15 reads
@@ -210,7 +204,7 @@ def test_c8g_accelerator_not_in_fp8_still_prepares_a_model(
     from .kit.models import mixed_model
 
     with _maybe_standin(backend, standin_te_dir), env_snapshot(drop_prefixes=fp8_env_prefixes()):
-        impl.configure_fp8_environment(make_args(fp8=True, backend=backend))
+        impl.configure_fp8_environment(fp8_arguments(fp8=True, backend=backend))
         acc = accelerate.Accelerator(mixed_precision="no")
         model = mixed_model()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

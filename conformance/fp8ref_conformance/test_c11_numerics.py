@@ -7,10 +7,9 @@ The CPU float8 matmul (``torch._scaled_mm``) is real but very slow, so the real-
 
 from __future__ import annotations
 
-import types
-
 import pytest
 
+from .implementation import Implementation
 from .kit.accelerators import with_emulation
 from .kit.numerics import FORWARD_SQNR_DB, RECIPES, assert_numerics, require_recipe, run_numerics
 
@@ -20,7 +19,7 @@ RECIPE_NAMES = sorted(RECIPES)
 
 
 @pytest.mark.parametrize("recipe", RECIPE_NAMES)
-def test_c11_real_float8_kernels_match_bf16(impl: types.ModuleType, recipe: str) -> None:
+def test_c11_real_float8_kernels_match_bf16(impl: Implementation, recipe: str) -> None:
     """Real CPU float8 kernels, 64-128-64 bf16 MLP: forward SQNR, gradients, 20 AdamW steps."""
     args = require_recipe(impl, recipe)
     result = run_numerics(impl, args)
@@ -28,7 +27,7 @@ def test_c11_real_float8_kernels_match_bf16(impl: types.ModuleType, recipe: str)
 
 
 @pytest.mark.parametrize("recipe", RECIPE_NAMES)
-def test_c11_emulated_larger_shapes_match_bf16(impl: types.ModuleType, recipe: str) -> None:
+def test_c11_emulated_larger_shapes_match_bf16(impl: Implementation, recipe: str) -> None:
     """256-512-256 with ``emulate=True`` (the implementation's config and filter, emulated matmul)."""
     args = require_recipe(impl, recipe)
     result = run_numerics(impl, args, widths=(256, 512, 256), handlers=with_emulation(impl, args), steps=20)

@@ -26,8 +26,6 @@ transformers are used.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import types
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +35,7 @@ import pytest
 import torch
 from torch import nn
 
+from .implementation import Implementation
 from .kit.accelerators import (
     float8_names,
     fp8_accelerator,
@@ -45,22 +44,21 @@ from .kit.accelerators import (
     te_layer_names,
     with_emulation,
 )
-from .kit.contract import contract_accepts, make_args
-from .kit.env import env_snapshot, fp8_env_prefixes
+from .kit.compiled_forms import COMPILED_FORMS
+from .kit.contract import contract_accepts, fp8_arguments
 from .kit.isolation import reset_accelerate_state
 from .kit.models import MIXED_MODEL_ELIGIBLE, ineligible_model, mixed_model, mlp_model, tiny_llama
 from .kit.standin_te import standin_te
-from .kit.trainer import FixedBatch
-from .kit.trainer import make_args as make_training_args
-from .kit.verdicts import apply_patch, block_unless
+from .kit.trainer import training_arguments
+from .kit.trainer_verify import VerifyInTrainer, verify_in_trainer
+from .kit.verdicts import block_unless
 from .kit.verify_outcome import (
-    COMPILE_NOTICE_TEXT,
     Outcome,
     assert_loud,
+    assert_no_compile_notice,
+    assert_one_compile_notice,
     assert_quiet,
     call_verify,
-    is_compile_notice,
-    is_library_record,
     observe,
 )
 
@@ -70,7 +68,7 @@ RECIPES = {"rowwise": False, "tensorwise": True}  # value: the all-gather flag t
 # --------------------------------------------------------------------------- a, b
 
 
-def _assert_loud(impl: types.ModuleType, acc: Any, args: Any, situation: str) -> None:
+def _assert_loud(impl: Implementation, acc: Any, args: Any, situation: str) -> None:
     assert_loud(call_verify(impl, acc, args), situation)
 
 
@@ -82,12 +80,12 @@ def _plain_prepared() -> Any:
     return acc
 
 
-def test_c12a_warns_when_accelerator_has_fp8_disabled(impl: types.ModuleType) -> None:
-    _assert_loud(impl, _plain_prepared(), make_args(fp8=True, backend="torchao"), "acc.fp8_enabled is False")
+def test_c12a_warns_when_accelerator_has_fp8_disabled(impl: Implementation) -> None:
+    _assert_loud(impl, _plain_prepared(), fp8_arguments(fp8=True, backend="torchao"), "acc.fp8_enabled is False")
 
 
-def test_c12a_warns_when_no_layer_was_converted(impl: types.ModuleType) -> None:
-    args = make_args(fp8=True, backend="torchao")
+def test_c12a_warns_when_no_layer_was_converted(impl: Implementation) -> None:
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator()
     acc.prepare(ineligible_model())
     assert acc.fp8_enabled
@@ -99,12 +97,12 @@ _EFFECTIVE: dict[str, Callable[[], nn.Module]] = {"mixed": mixed_model, "llama":
 
 @pytest.mark.parametrize("model", sorted(_EFFECTIVE))
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_c12b_quiet_when_fp8_layers_are_in_effect(impl: types.ModuleType, model: str, recipe: str) -> None:
+def test_c12b_quiet_when_fp8_layers_are_in_effect(impl: Implementation, model: str, recipe: str) -> None:
     """Judged on a compiled model (a lazy ``torch.compile`` wrapper, prepared: nothing is compiled until it runs, and
     it never runs here), so that not even the C12e notice is due: nothing at all may be logged at WARNING+."""
     import torch
 
-    args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
+    args = fp8_arguments(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
     acc = reference_fp8_accelerator(RECIPES[recipe])  # C12 judges verify alone: the suite builds the FP8 setup
     acc.prepare(torch.compile(_EFFECTIVE[model]()))
     assert_quiet(call_verify(impl, acc, args), "FP8 layers are in effect", compiled=True)
@@ -123,18 +121,18 @@ _TE_EFFECTIVE: dict[str, Callable[[], nn.Module]] = {"mlp": lambda: mlp_model(dt
 
 
 @pytest.mark.parametrize("model", sorted(_TE_EFFECTIVE))
-def test_c12b_quiet_when_te_layers_are_in_effect(impl: types.ModuleType, standin_te_dir: Path, model: str) -> None:
+def test_c12b_quiet_when_te_layers_are_in_effect(impl: Implementation, standin_te_dir: Path, model: str) -> None:
     """Transformer Engine layers are FP8 layers: a verify that counts only torchao ``Float8Linear`` warns here."""
-    args = make_args(fp8=True, backend="te")
+    args = fp8_arguments(fp8=True, backend="te")
     with standin_te(standin_te_dir):
         acc = reference_te_accelerator()
         assert _prepare_te(acc, _TE_EFFECTIVE[model]()), "precondition: accelerate converted no layer to TE"
         assert_quiet(call_verify(impl, acc, args), "Transformer Engine layers are in effect")
 
 
-def test_c12a_warns_when_no_te_layer_is_in_effect(impl: types.ModuleType, standin_te_dir: Path) -> None:
+def test_c12a_warns_when_no_te_layer_is_in_effect(impl: Implementation, standin_te_dir: Path) -> None:
     """FP8 enabled with the TE backend, and the prepared model holds no TE module: the backend alone is not FP8."""
-    args = make_args(fp8=True, backend="te")
+    args = fp8_arguments(fp8=True, backend="te")
     with standin_te(standin_te_dir):
         acc = reference_te_accelerator()
         left = _prepare_te(acc, ineligible_model())
@@ -146,13 +144,13 @@ def test_c12a_warns_when_no_te_layer_is_in_effect(impl: types.ModuleType, standi
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_c12c_warns_when_fp8_layers_emulate(impl: types.ModuleType, recipe: str) -> None:
+def test_c12c_warns_when_fp8_layers_emulate(impl: Implementation, recipe: str) -> None:
     """The implementation's own handler with its config replaced by an emulating one (same filter): FP8
     layers are there and ``fp8_enabled`` is true, but no float8 matmul runs."""
     import accelerate
     from torchao.float8.float8_linear import Float8Linear
 
-    args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
+    args = fp8_arguments(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
     acc = accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=with_emulation(impl, args))
     model = acc.unwrap_model(acc.prepare(mixed_model()))
     layers = [m for m in model.modules() if isinstance(m, Float8Linear)]
@@ -183,11 +181,11 @@ def _emulation_of(model: nn.Module) -> dict[str, bool]:
 
 
 @pytest.mark.parametrize("emulating", ["user-converted", "handler-converted"])
-def test_c12c_warns_when_only_some_fp8_layers_emulate(impl: types.ModuleType, emulating: str) -> None:
+def test_c12c_warns_when_only_some_fp8_layers_emulate(impl: Implementation, emulating: str) -> None:
     """One layer converted by the user before ``prepare``, the others by the accelerator's handler; one of the two
     configs emulates. The emulating layers run no float8 matmul: FP8 is not really in effect for them, whether
     they are a few or all, and whoever converted them."""
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     user_emulates = emulating == "user-converted"
     acc = reference_fp8_accelerator(emulate=not user_emulates, keep_float8=True)
     model = acc.unwrap_model(acc.prepare(_user_converted(user_emulates, only="fc_in")))
@@ -197,10 +195,10 @@ def test_c12c_warns_when_only_some_fp8_layers_emulate(impl: types.ModuleType, em
     assert_loud(call_verify(impl, acc, args), f"FP8 layers in effect emulate float8 ({emulation})")
 
 
-def test_c12c_warns_when_the_user_converted_the_emulating_layers(impl: types.ModuleType) -> None:
+def test_c12c_warns_when_the_user_converted_the_emulating_layers(impl: Implementation) -> None:
     """Every FP8 layer emulates, converted by the user with torchao before ``prepare``; the accelerator's own
     handler does not emulate (and leaves those layers alone): verify judges the layers in effect, not the handler."""
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator(keep_float8=True)
     model = acc.unwrap_model(acc.prepare(_user_converted(emulate=True)))
     emulation = _emulation_of(model)
@@ -209,10 +207,10 @@ def test_c12c_warns_when_the_user_converted_the_emulating_layers(impl: types.Mod
     assert_loud(call_verify(impl, acc, args), "every FP8 layer in effect emulates float8 (converted by the user)")
 
 
-def test_c12c_same_model_without_emulation_is_quiet(impl: types.ModuleType) -> None:
+def test_c12c_same_model_without_emulation_is_quiet(impl: Implementation) -> None:
     """The control of C12c: the same model and handler with the implementation's own config gives no
     WARNING, so the warning above is about emulation and nothing else."""
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = fp8_accelerator(impl, args)
     acc.prepare(mixed_model())
     assert_quiet(call_verify(impl, acc, args), "FP8 layers that do not emulate are in effect")
@@ -221,26 +219,26 @@ def test_c12c_same_model_without_emulation_is_quiet(impl: types.ModuleType) -> N
 # --------------------------------------------------------------------------- d, a plain Accelerator
 
 
-def test_c12d_fp8_disabled_warns_at_once(impl: types.ModuleType) -> None:
+def test_c12d_fp8_disabled_warns_at_once(impl: Implementation) -> None:
     """``Accelerator()`` without FP8, nothing prepared: FP8 cannot come into effect."""
     import accelerate
 
     acc = accelerate.Accelerator()
     assert not acc.fp8_enabled
     assert_loud(
-        call_verify(impl, acc, make_args(fp8=True, backend="torchao")),
+        call_verify(impl, acc, fp8_arguments(fp8=True, backend="torchao")),
         "acc.fp8_enabled is False (before any prepare)",
     )
 
 
-def test_c12d_fp8_enabled_is_quiet_before_prepare(impl: types.ModuleType) -> None:
-    args = make_args(fp8=True, backend="torchao")
+def test_c12d_fp8_enabled_is_quiet_before_prepare(impl: Implementation) -> None:
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = fp8_accelerator(impl, args)
     assert acc.fp8_enabled
     assert_quiet(call_verify(impl, acc, args), "FP8 is enabled and no model is prepared yet (it may come into effect)")
 
 
-def _verify_then_prepare(impl: types.ModuleType, acc: Any, args: Any, model: nn.Module) -> tuple[Outcome, Outcome]:
+def _verify_then_prepare(impl: Implementation, acc: Any, args: Any, model: nn.Module) -> tuple[Outcome, Outcome]:
     """verify before prepare (must be quiet), then ``acc.prepare(model)``, each observed."""
     before = call_verify(impl, acc, args)
     with observe() as after:
@@ -248,7 +246,7 @@ def _verify_then_prepare(impl: types.ModuleType, acc: Any, args: Any, model: nn.
     return before, after
 
 
-_FOLLOW_UPS: dict[str, tuple[Callable[[types.ModuleType, Any], list[Any]] | None, Callable[[], nn.Module], str]] = {
+_FOLLOW_UPS: dict[str, tuple[Callable[[Implementation, Any], list[Any]] | None, Callable[[], nn.Module], str]] = {
     # case: (handlers, or None for the implementation's; model; why FP8 is not in effect)
     "no-eligible-layer": (None, ineligible_model, "the prepared model holds no FP8 layer"),
     "emulated-layers": (with_emulation, mixed_model, "the FP8 layers of the prepared model emulate float8"),
@@ -256,11 +254,11 @@ _FOLLOW_UPS: dict[str, tuple[Callable[[types.ModuleType, Any], list[Any]] | None
 
 
 @pytest.mark.parametrize("case", sorted(_FOLLOW_UPS))
-def test_c12d_warns_after_the_next_prepare_when_fp8_is_not_in_effect(impl: types.ModuleType, case: str) -> None:
+def test_c12d_warns_after_the_next_prepare_when_fp8_is_not_in_effect(impl: Implementation, case: str) -> None:
     import accelerate
 
     handlers, make_model, why = _FOLLOW_UPS[case]
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     kwargs_handlers = impl.create_fp8_kwargs(args) if handlers is None else handlers(impl, args)
     acc = accelerate.Accelerator(mixed_precision="fp8", kwargs_handlers=kwargs_handlers)
     before, after = _verify_then_prepare(impl, acc, args, make_model())
@@ -272,8 +270,8 @@ def test_c12d_warns_after_the_next_prepare_when_fp8_is_not_in_effect(impl: types
     )
 
 
-def test_c12d_quiet_after_the_next_prepare_when_fp8_layers_are_in_effect(impl: types.ModuleType) -> None:
-    args = make_args(fp8=True, backend="torchao")
+def test_c12d_quiet_after_the_next_prepare_when_fp8_layers_are_in_effect(impl: Implementation) -> None:
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = fp8_accelerator(impl, args)
     before, after = _verify_then_prepare(impl, acc, args, mixed_model())
     assert_quiet(before, "no model was prepared yet (FP8 enabled)")
@@ -296,12 +294,12 @@ def _judge_follow_up(outcome: Outcome, in_effect: bool, situation: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(_IN_EFFECT))
 def test_c12d_te_layers_are_checked_after_the_next_prepare(
-    impl: types.ModuleType, standin_te_dir: Path, case: str
+    impl: Implementation, standin_te_dir: Path, case: str
 ) -> None:
     """The deferred check with the Transformer Engine backend: quiet when accelerate's TE conversion left TE layers
     (``mixed_model``'s first layer: accelerate stops at the odd-sized second), loud when it left none."""
     make_model, in_effect = _IN_EFFECT[case]
-    args = make_args(fp8=True, backend="te")
+    args = fp8_arguments(fp8=True, backend="te")
     with standin_te(standin_te_dir):
         acc = reference_te_accelerator()
         assert_quiet(call_verify(impl, acc, args), "no model was prepared yet (FP8 enabled, TE backend)")
@@ -312,11 +310,11 @@ def test_c12d_te_layers_are_checked_after_the_next_prepare(
 
 
 @pytest.mark.parametrize("case", sorted(_IN_EFFECT))
-def test_c12d_second_verify_before_prepare_keeps_the_check(impl: types.ModuleType, case: str) -> None:
+def test_c12d_second_verify_before_prepare_keeps_the_check(impl: Implementation, case: str) -> None:
     """Trainers may call verify more than once before ``train()`` (a subclass and its parent, a retry): each call
     is quiet, and one check still follows the next ``prepare``."""
     make_model, in_effect = _IN_EFFECT[case]
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator()
     assert_quiet(call_verify(impl, acc, args), "no model was prepared yet (first verify)")
     assert_quiet(call_verify(impl, acc, args), "no model was prepared yet (second verify)")
@@ -327,13 +325,13 @@ def test_c12d_second_verify_before_prepare_keeps_the_check(impl: types.ModuleTyp
 
 
 @pytest.mark.parametrize("case", sorted(_IN_EFFECT))
-def test_c12d_check_stays_with_its_accelerator_when_another_has_fp8_off(impl: types.ModuleType, case: str) -> None:
+def test_c12d_check_stays_with_its_accelerator_when_another_has_fp8_off(impl: Implementation, case: str) -> None:
     """Two accelerators in one process: verify on the FP8 one before ``prepare`` (quiet), then on one without FP8
     (loud at once), which is prepared too. The FP8 accelerator's check is neither lost nor spent on the other."""
     import accelerate
 
     make_model, in_effect = _IN_EFFECT[case]
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     fp8_acc = reference_fp8_accelerator()
     assert_quiet(call_verify(impl, fp8_acc, args), "no model was prepared yet (FP8 enabled)")
     reset_accelerate_state()  # accelerate holds one mixed precision per process state; fp8_acc keeps its own
@@ -347,13 +345,13 @@ def test_c12d_check_stays_with_its_accelerator_when_another_has_fp8_off(impl: ty
 
 
 @pytest.mark.parametrize("next_fp8", [False, True], ids=["next-without-fp8", "next-with-fp8-layers"])
-def test_c12d_pending_check_does_not_follow_into_another_accelerator(impl: types.ModuleType, next_fp8: bool) -> None:
+def test_c12d_pending_check_does_not_follow_into_another_accelerator(impl: Implementation, next_fp8: bool) -> None:
     """A verify before ``prepare`` whose accelerator is never prepared (a test, or a run, that ends there) leaves
     its check with that accelerator: the next accelerator, never given to verify, prepares a model without the
     implementation warning, with FP8 off or with FP8 layers in effect."""
     import accelerate
 
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     left_pending = reference_fp8_accelerator()
     assert_quiet(call_verify(impl, left_pending, args), "no model was prepared yet (FP8 enabled)")
     reset_accelerate_state()  # what the suite's isolation does between two tests
@@ -369,51 +367,29 @@ def test_c12d_pending_check_does_not_follow_into_another_accelerator(impl: types
 MAX_STEPS = 2
 
 
-@dataclasses.dataclass
-class _TrainerRun:
-    at_init: Outcome
-    during_train: Outcome
-    fp8_layers: int
-
-
-def _run_trainer(impl: types.ModuleType, output_dir: Path, hidden: int, intermediate: int) -> _TrainerRun:
-    """configure, patch, ``Trainer(...)``, verify (where LLaMA-Factory calls it), then ``train()``."""
-    from transformers import Trainer
-
-    reset_accelerate_state()
-    with env_snapshot(drop_prefixes=fp8_env_prefixes()):
-        args = make_training_args(
+def _verify_in_trainer(impl: Implementation, output_dir: Path, hidden: int, intermediate: int) -> VerifyInTrainer:
+    def arguments() -> Any:
+        return training_arguments(
             output_dir, fp8=True, steps=MAX_STEPS, learning_rate=1e-3, logging_strategy="no", lr_scheduler_type="linear"
         )
-        impl.configure_fp8_environment(args)
-        apply_patch(impl, args.fp8_backend)  # on the torchao path a TE import there is C13d's defect: blocked
-        llama = tiny_llama(hidden=hidden, intermediate=intermediate, layers=1)
-        trainer = Trainer(model=llama, args=args, train_dataset=FixedBatch(count=8))
-        at_init = call_verify(impl, trainer.accelerator, args)
-        with observe() as during_train:
-            trainer.train()
-    from torchao.float8.float8_linear import Float8Linear
 
-    model = trainer.model
-    assert model is not None
-    fp8_layers = sum(isinstance(m, Float8Linear) for m in model.modules())
-    return _TrainerRun(at_init, during_train, fp8_layers)
+    return verify_in_trainer(impl, arguments, hidden=hidden, intermediate=intermediate)
 
 
 @pytest.fixture(scope="module")
-def eligible_run(impl: types.ModuleType, tmp_path_factory: pytest.TempPathFactory) -> _TrainerRun:
+def eligible_run(impl: Implementation, tmp_path_factory: pytest.TempPathFactory) -> VerifyInTrainer:
     """Projections 64x64, 64x128, 128x64: all divisible by 16."""
-    return _run_trainer(impl, tmp_path_factory.mktemp("c12d_eligible"), hidden=64, intermediate=128)
+    return _verify_in_trainer(impl, tmp_path_factory.mktemp("c12d_eligible"), hidden=64, intermediate=128)
 
 
 @pytest.fixture(scope="module")
-def odd_run(impl: types.ModuleType, tmp_path_factory: pytest.TempPathFactory) -> _TrainerRun:
+def odd_run(impl: Implementation, tmp_path_factory: pytest.TempPathFactory) -> VerifyInTrainer:
     """Projections 40x40, 40x72, 72x40 and a 40x128 lm_head: no size divisible by 16, so no FP8 layer."""
-    return _run_trainer(impl, tmp_path_factory.mktemp("c12d_odd"), hidden=40, intermediate=72)
+    return _verify_in_trainer(impl, tmp_path_factory.mktemp("c12d_odd"), hidden=40, intermediate=72)
 
 
-def test_c12d_trainer_quiet_at_init_and_in_train_when_the_model_holds_fp8_layers(eligible_run: _TrainerRun) -> None:
-    block_unless(eligible_run.fp8_layers > 0, "C14", "configure, patch and Trainer.train() converted no layer")
+def test_c12d_trainer_quiet_at_init_and_in_train_when_the_model_holds_fp8_layers(eligible_run: VerifyInTrainer) -> None:
+    block_unless(eligible_run.fp8_layers() > 0, "C14", "configure, patch and Trainer.train() converted no layer")
     assert_quiet(eligible_run.at_init, "verify ran at the end of Trainer.__init__ with FP8 enabled")
     assert_quiet(
         eligible_run.during_train,
@@ -422,8 +398,10 @@ def test_c12d_trainer_quiet_at_init_and_in_train_when_the_model_holds_fp8_layers
     )
 
 
-def test_c12d_trainer_warns_in_train_when_the_model_holds_no_fp8_layer(odd_run: _TrainerRun) -> None:
-    block_unless(odd_run.fp8_layers == 0, "C9b", "Trainer.train() converted layers whose sizes are not divisible by 16")
+def test_c12d_trainer_warns_in_train_when_the_model_holds_no_fp8_layer(odd_run: VerifyInTrainer) -> None:
+    block_unless(
+        odd_run.fp8_layers() == 0, "C9b", "Trainer.train() converted layers whose sizes are not divisible by 16"
+    )
     assert_quiet(odd_run.at_init, "verify ran at the end of Trainer.__init__ with FP8 enabled")
     assert_loud(
         odd_run.during_train,
@@ -435,106 +413,42 @@ def test_c12d_trainer_warns_in_train_when_the_model_holds_no_fp8_layer(odd_run: 
 # --------------------------------------------------------------------------- e, does it pay: torch.compile
 
 
-def _assert_one_notice(outcome: Outcome, situation: str) -> None:
-    """C12e where torchao float8 layers are in effect and run eagerly: one WARNING+ record of the implementation
-    that names ``torch.compile``, nothing else of its own, and no exception."""
-    assert outcome.error is None, (
-        f"verify_fp8_status raised although {situation}: the C12e notice is a warning, never an error "
-        f"({outcome.explain_error()})"
-    )
-    notices = outcome.compile_notices()
-    assert len(notices) == 1, (
-        f"verify_fp8_status logged {len(notices)} WARNING+ messages naming torch.compile although {situation} "
-        f"(C12e: one, saying how to turn torch.compile on); WARNING+ records: {outcome.described}"
-    )
-    others = [
-        r for r in outcome.logs.at_least(logging.WARNING) if not is_compile_notice(r) and not is_library_record(r)
-    ]
-    assert not others, (
-        f"verify_fp8_status warned about more than torch.compile although {situation}: {outcome.described}"
-    )
-
-
-def _assert_no_notice(outcome: Outcome, situation: str) -> None:
-    """C12e where the float8 layers run compiled (or are TE layers): no message naming ``torch.compile``."""
-    notices = outcome.compile_notices()
-    raised = outcome.error is not None and COMPILE_NOTICE_TEXT in str(outcome.error)
-    assert not notices and not raised, (
-        f"verify_fp8_status said torch.compile is off although {situation}: {outcome.described}; "
-        f"exception: {outcome.explain_error()}"
-    )
-
-
-def test_c12e_eager_float8_layers_get_one_compile_notice(impl: types.ModuleType) -> None:
-    args = make_args(fp8=True, backend="torchao")
+def test_c12e_eager_float8_layers_get_one_compile_notice(impl: Implementation) -> None:
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator()
     acc.prepare(mixed_model())
-    _assert_one_notice(call_verify(impl, acc, args), "torchao float8 layers are in effect and none runs compiled")
+    assert_one_compile_notice(
+        call_verify(impl, acc, args), "torchao float8 layers are in effect and none runs compiled"
+    )
 
 
-def _block_compiled_in_place() -> nn.Module:
-    inner = mixed_model()
-    inner.compile()
-    return nn.Sequential(OrderedDict(body=inner, head=nn.Linear(64, 64)))
-
-
-#: Each form of compilation C12e names: (Accelerator keyword arguments, the model handed to ``prepare``).
-_COMPILED: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], nn.Module]]] = {
-    "wrapper-of-the-model": (dict, lambda: _compile(mixed_model())),
-    "wrapper-of-an-enclosing-module": (dict, lambda: nn.Sequential(OrderedDict(body=_compile(mixed_model())))),
-    "compiled-in-place": (dict, lambda: _compile_in_place(mixed_model())),
-    "block-compiled-in-place": (dict, _block_compiled_in_place),
-    "dynamo-plugin": (lambda: {"dynamo_backend": "inductor"}, mixed_model),
-    "regional-dynamo-plugin": (lambda: {"dynamo_plugin": _regional_plugin()}, lambda: tiny_llama(layers=2)),
-}
-
-
-def _compile(model: nn.Module) -> nn.Module:
-    import torch
-
-    compiled = torch.compile(model)  # lazy: nothing compiles until it runs, and it never runs here
-    assert isinstance(compiled, nn.Module)
-    return compiled
-
-
-def _compile_in_place(model: nn.Module) -> nn.Module:
-    model.compile()
-    return model
-
-
-def _regional_plugin() -> Any:
-    from accelerate.utils import TorchDynamoPlugin
-
-    return TorchDynamoPlugin(backend="inductor", use_regional_compilation=True)
-
-
-@pytest.mark.parametrize("form", list(_COMPILED))
-def test_c12e_compiled_float8_layers_get_no_notice(impl: types.ModuleType, form: str) -> None:
-    accelerator_kwargs, make_model = _COMPILED[form]
-    args = make_args(fp8=True, backend="torchao")
+@pytest.mark.parametrize("form", list(COMPILED_FORMS))
+def test_c12e_compiled_float8_layers_get_no_notice(impl: Implementation, form: str) -> None:
+    accelerator_kwargs, make_model = COMPILED_FORMS[form]
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator(**accelerator_kwargs())
     acc.prepare(make_model())
     outcome = call_verify(impl, acc, args)
-    _assert_no_notice(outcome, f"the float8 layers run compiled ({form})")
+    assert_no_compile_notice(outcome, f"the float8 layers run compiled ({form})")
     assert_quiet(outcome, f"FP8 layers are in effect and run compiled ({form})", compiled=True)
 
 
 _DEFERRED: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[], nn.Module]]] = {
     "eager": (dict, mixed_model),
-    "wrapper-of-the-model": _COMPILED["wrapper-of-the-model"],
-    "dynamo-plugin": _COMPILED["dynamo-plugin"],
+    "wrapper-of-the-model": COMPILED_FORMS["wrapper-of-the-model"],
+    "dynamo-plugin": COMPILED_FORMS["dynamo-plugin"],
 }
 
 
 @pytest.mark.parametrize("form", list(_DEFERRED))
-def test_c12e_deferred_check_judges_compilation_after_the_next_prepare(impl: types.ModuleType, form: str) -> None:
+def test_c12e_deferred_check_judges_compilation_after_the_next_prepare(impl: Implementation, form: str) -> None:
     """verify before prepare (C12d), then ``prepare``: the notice comes with the follow-up if and only if the
     float8 layers run eagerly, and never before prepare, when the model may still be compiled."""
     accelerator_kwargs, make_model = _DEFERRED[form]
-    args = make_args(fp8=True, backend="torchao")
+    args = fp8_arguments(fp8=True, backend="torchao")
     acc = reference_fp8_accelerator(**accelerator_kwargs())
     before, after = _verify_then_prepare(impl, acc, args, make_model())
-    _assert_no_notice(before, "no model was prepared yet (it may still be compiled)")
+    assert_no_compile_notice(before, "no model was prepared yet (it may still be compiled)")
     if form == "eager":
         assert after.error is None, f"prepare raised after verify: {after.explain_error()}"
         assert len(after.compile_notices()) == 1, (
@@ -542,63 +456,38 @@ def test_c12e_deferred_check_judges_compilation_after_the_next_prepare(impl: typ
             f"the follow-up did not log one WARNING naming torch.compile (C12e); WARNING+ records: {after.described}"
         )
     else:
-        _assert_no_notice(after, f"prepare compiled the float8 layers ({form})")
+        assert_no_compile_notice(after, f"prepare compiled the float8 layers ({form})")
         assert_quiet(after, f"FP8 layers are in effect and run compiled ({form})", records=Outcome.fp8_warnings)
 
 
-class _StopBeforeTheFirstStep(Exception):
-    """Raised by a callback once the Trainer has prepared its model: no compiled model is ever called here."""
-
-
-def _trainer_prepared(impl: types.ModuleType, output_dir: Path) -> tuple[Outcome, Outcome, Any]:
-    """configure, patch, ``Trainer(torch_compile=True)``, verify at the end of ``__init__``, then ``train()`` up to
-    the point where it has prepared the model (stopped in ``on_train_begin``, before any forward)."""
-    from transformers import Trainer, TrainerCallback
-
-    class StopAtTrainBegin(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            raise _StopBeforeTheFirstStep
-
-    reset_accelerate_state()
-    with env_snapshot(drop_prefixes=fp8_env_prefixes()):
-        args = make_training_args(output_dir, fp8=True, steps=MAX_STEPS, logging_strategy="no", torch_compile=True)
-        impl.configure_fp8_environment(args)
-        apply_patch(impl, args.fp8_backend)  # on the torchao path a TE import there is C13d's defect: blocked
-        model = tiny_llama(layers=1)
-        trainer = Trainer(model=model, args=args, train_dataset=FixedBatch(count=8), callbacks=[StopAtTrainBegin()])
-        at_init = call_verify(impl, trainer.accelerator, args)
-        with observe() as in_train:
-            trainer.train()
-    if not isinstance(in_train.error, _StopBeforeTheFirstStep):
-        raise AssertionError(f"train() did not reach on_train_begin: {in_train.explain_error()}")
-    in_train.error = None
-    return at_init, in_train, trainer
-
-
-def test_c12e_trainer_compiling_at_prepare_gets_no_notice(impl: types.ModuleType, tmp_path: Path) -> None:
+def test_c12e_trainer_compiling_at_prepare_gets_no_notice(impl: Implementation, tmp_path: Path) -> None:
     """The HF Trainer with ``torch_compile=True``: its accelerator compiles the model at ``prepare``."""
     from accelerate.utils.other import is_compiled_module
     from torchao.float8.float8_linear import Float8Linear
 
-    at_init, in_train, trainer = _trainer_prepared(impl, tmp_path)
+    def arguments() -> Any:
+        return training_arguments(tmp_path, fp8=True, steps=MAX_STEPS, logging_strategy="no", torch_compile=True)
+
+    run = verify_in_trainer(impl, arguments, stop_before_the_first_step=True)
+    at_init, in_train, trainer = run.at_init, run.during_train, run.trainer
     assert any(isinstance(m, Float8Linear) for m in trainer.model.modules()), "precondition: no layer converted (C14)"
     assert is_compiled_module(trainer.model_wrapped), "precondition: the Trainer's prepare did not compile the model"
-    _assert_no_notice(at_init, "the Trainer's accelerator compiles the model at prepare (torch_compile=True)")
-    _assert_no_notice(in_train, "the Trainer's prepare compiled the model (torch_compile=True)")
+    assert_no_compile_notice(at_init, "the Trainer's accelerator compiles the model at prepare (torch_compile=True)")
+    assert_no_compile_notice(in_train, "the Trainer's prepare compiled the model (torch_compile=True)")
     assert_quiet(in_train, "FP8 layers are in effect and run compiled", records=Outcome.fp8_warnings)
 
 
-def test_c12e_trainer_running_eagerly_gets_the_notice_after_train(eligible_run: _TrainerRun) -> None:
+def test_c12e_trainer_running_eagerly_gets_the_notice_after_train(eligible_run: VerifyInTrainer) -> None:
     """The HF Trainer without ``torch_compile`` (LLaMA-Factory's default): the follow-up of C12d brings it."""
-    assert eligible_run.fp8_layers > 0, "precondition: train() converted no layer (see C14)"
-    _assert_no_notice(eligible_run.at_init, "no model was prepared yet at the end of Trainer.__init__")
+    assert eligible_run.fp8_layers() > 0, "precondition: train() converted no layer (see C14)"
+    assert_no_compile_notice(eligible_run.at_init, "no model was prepared yet at the end of Trainer.__init__")
     assert len(eligible_run.during_train.compile_notices()) == 1, (
         "verify was called after Trainer.__init__ and train() then ran torchao float8 layers eagerly, but no "
         f"WARNING naming torch.compile was logged (C12e); WARNING+ records: {eligible_run.during_train.described}"
     )
 
 
-def test_c12e_te_layers_never_get_the_notice(impl: types.ModuleType, standin_te_dir: Path) -> None:
+def test_c12e_te_layers_never_get_the_notice(impl: Implementation, standin_te_dir: Path) -> None:
     """Transformer Engine brings fused kernels of its own: eager TE layers (the stand-in's) get no notice."""
     import accelerate
     import torch
@@ -612,5 +501,5 @@ def test_c12e_te_layers_never_get_the_notice(impl: types.ModuleType, standin_te_
         model = nn.Sequential(OrderedDict(fc1=nn.Linear(64, 128), act=nn.GELU(), fc2=nn.Linear(128, 64)))
         prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
         assert any(isinstance(m, te.Linear) for m in acc.unwrap_model(prepared).modules()), "precondition: no TE layer"
-        outcome = call_verify(impl, acc, make_args(fp8=True, backend="te"))
-    _assert_no_notice(outcome, "the FP8 layers are Transformer Engine layers (eager)")
+        outcome = call_verify(impl, acc, fp8_arguments(fp8=True, backend="te"))
+    assert_no_compile_notice(outcome, "the FP8 layers are Transformer Engine layers (eager)")

@@ -16,7 +16,6 @@ import contextlib
 import copy
 import dataclasses
 import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,9 @@ import pytest
 import torch
 from torch import nn
 
+from .implementation import Implementation
 from .kit.accelerators import assert_te_conversion, linear_types
-from .kit.contract import contract_accepts, make_args
+from .kit.contract import contract_accepts, fp8_arguments
 from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.isolation import reset_accelerate_state
 from .kit.messages import mentions_package
@@ -42,9 +42,7 @@ CONTAINERS: dict[str, Any] = {"list": list, "tuple": tuple}
 
 
 @contextlib.contextmanager
-def _patched(
-    impl: types.ModuleType, args: Any, standin_dir: Path | None = None, *, own: bool = False
-) -> Iterator[None]:
+def _patched(impl: Implementation, args: Any, standin_dir: Path | None = None, *, own: bool = False) -> Iterator[None]:
     """configure, then patch; for ``te`` with the stand-in TE on the path (recipe construction only). ``own``: the
     test is C13d's or C13e's, whose subject is how the patch itself fails; else a TE import on the torchao path
     blocks the test on C13d."""
@@ -130,10 +128,10 @@ def _ddp() -> Any:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_c13a_plain_accelerator_holds_the_implementation_handler(
-    impl: types.ModuleType, standin_te_dir: Path, backend: str
+    impl: Implementation, standin_te_dir: Path, backend: str
 ) -> None:
     """For ``te`` the stand-in transformer_engine is used (recipe construction only; never a G clause)."""
-    args = make_args(fp8=True, backend=backend)
+    args = fp8_arguments(fp8=True, backend=backend)
     with _patched(impl, args, _standin_for(backend, standin_te_dir)):
         (expected,) = impl.create_fp8_kwargs(args)
         _assert_holds_impl_handler(_new_accelerator(), expected, "Accelerator()")
@@ -142,11 +140,11 @@ def test_c13a_plain_accelerator_holds_the_implementation_handler(
 @pytest.mark.parametrize("container", sorted(CONTAINERS))
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_c13a_accelerator_with_ddp_handler_holds_the_implementation_handler(
-    impl: types.ModuleType, standin_te_dir: Path, backend: str, container: str
+    impl: Implementation, standin_te_dir: Path, backend: str, container: str
 ) -> None:
     """The Trainer always passes other kwargs handlers; the FP8 handler must be injected anyway, whatever
     sequence holds them. For ``te`` the stand-in transformer_engine is used (recipe construction only)."""
-    args = make_args(fp8=True, backend=backend)
+    args = fp8_arguments(fp8=True, backend=backend)
     with _patched(impl, args, _standin_for(backend, standin_te_dir)):
         (expected,) = impl.create_fp8_kwargs(args)
         ddp = _ddp()
@@ -155,23 +153,21 @@ def test_c13a_accelerator_with_ddp_handler_holds_the_implementation_handler(
         assert acc.ddp_handler is ddp, "the DDP handler passed in was dropped"
 
 
-def test_c13a_all_gather_recipe_is_injected(impl: types.ModuleType) -> None:
-    args = make_args(fp8=True, backend="torchao", all_gather=True)
+def test_c13a_all_gather_recipe_is_injected(impl: Implementation) -> None:
+    args = fp8_arguments(fp8=True, backend="torchao", all_gather=True)
     with _patched(impl, args):
         (expected,) = impl.create_fp8_kwargs(args)
         _assert_holds_impl_handler(_new_accelerator(kwargs_handlers=[_ddp()]), expected, "all-gather recipe")
 
 
 @pytest.mark.parametrize("recipe", ["rowwise", "tensorwise"])
-def test_c13a_layers_built_through_the_patch_carry_the_implementation_config(
-    impl: types.ModuleType, recipe: str
-) -> None:
+def test_c13a_layers_built_through_the_patch_carry_the_implementation_config(impl: Implementation, recipe: str) -> None:
     """What ``prepare`` builds from the injected handler: ``Float8Linear`` layers carrying the config
     ``create_fp8_kwargs(a)`` builds (so an emulating recipe, or accelerate's own default, injected by the patch
     alone shows here; whether ``create_fp8_kwargs``'s own config emulates is C5e's)."""
     from torchao.float8.float8_linear import Float8Linear
 
-    args = make_args(fp8=True, backend="torchao", all_gather=recipe == "tensorwise")
+    args = fp8_arguments(fp8=True, backend="torchao", all_gather=recipe == "tensorwise")
     with _patched(impl, args):
         (expected,) = impl.create_fp8_kwargs(args)
         acc = _new_accelerator(kwargs_handlers=[_ddp()])
@@ -223,12 +219,10 @@ class _Fields:
 @pytest.mark.parametrize("container", sorted(CONTAINERS))
 @pytest.mark.parametrize("with_ddp", [False, True], ids=["alone", "with-ddp"])
 @pytest.mark.parametrize("backend", ["torchao", "auto"])
-def test_c13b_explicit_fp8_handler_is_kept(
-    impl: types.ModuleType, backend: str, with_ddp: bool, container: str
-) -> None:
+def test_c13b_explicit_fp8_handler_is_kept(impl: Implementation, backend: str, with_ddp: bool, container: str) -> None:
     """The explicit handler is the one FP8 handler, unchanged: its config (``rowwise_with_gw_hp``, not the
     implementation's recipe) and its filter (``fc`` only, not the implementation's), whatever sequence holds it."""
-    with _patched(impl, make_args(fp8=True, backend=backend)):
+    with _patched(impl, fp8_arguments(fp8=True, backend=backend)):
         explicit = _explicit_ao()
         fields = _Fields.of(explicit)
         handlers = [explicit, _ddp()] if with_ddp else [explicit]
@@ -241,13 +235,13 @@ def test_c13b_explicit_fp8_handler_is_kept(
 
 @pytest.mark.parametrize("container", sorted(CONTAINERS))
 def test_c13b_explicit_te_handler_is_kept_when_configured_for_torchao(
-    impl: types.ModuleType, standin_te_dir: Path, container: str
+    impl: Implementation, standin_te_dir: Path, container: str
 ) -> None:
     """An explicit FP8 handler of another backend is not joined by an injected one, and keeps its recipe. Uses
     the stand-in transformer_engine to build the TE handler (recipe construction only; never a G clause)."""
     from accelerate.utils import TERecipeKwargs
 
-    with standin_te(standin_te_dir), _patched(impl, make_args(fp8=True, backend="torchao")):
+    with standin_te(standin_te_dir), _patched(impl, fp8_arguments(fp8=True, backend="torchao")):
         explicit = TERecipeKwargs(fp8_format="E4M3", amax_history_len=4, amax_compute_algo="most_recent")
         fields = _Fields.of(explicit)
         acc = _new_accelerator(kwargs_handlers=CONTAINERS[container]([explicit]))
@@ -260,12 +254,12 @@ def test_c13b_explicit_te_handler_is_kept_when_configured_for_torchao(
 
 
 @pytest.mark.parametrize("backend", ["torchao", "te"])
-def test_c13c_second_patch_changes_nothing(impl: types.ModuleType, standin_te_dir: Path, backend: str) -> None:
+def test_c13c_second_patch_changes_nothing(impl: Implementation, standin_te_dir: Path, backend: str) -> None:
     """After a second ``patch_accelerator_for_fp8()``, ``Accelerator()`` and ``Accelerator(kwargs_handlers=[DDP])``
     hold what they held after the first (a double injection would also show here: accelerate refuses two
     handlers of one class). Whether that is the right handler is C13a's. For ``te`` the stand-in TE is used
     (recipe construction only)."""
-    args = make_args(fp8=True, backend=backend)
+    args = fp8_arguments(fp8=True, backend=backend)
     with _patched(impl, args, _standin_for(backend, standin_te_dir)):
         first = {what: _handler_state(make()) for what, make in _ACCELERATORS.items()}
         impl.patch_accelerator_for_fp8()
@@ -297,10 +291,10 @@ _ACCELERATORS = {
 
 
 @pytest.mark.parametrize("backend", ["torchao", "auto"])
-def test_c13d_torchao_path_works_where_te_is_not_installed(impl: types.ModuleType, backend: str) -> None:
+def test_c13d_torchao_path_works_where_te_is_not_installed(impl: Implementation, backend: str) -> None:
     """transformer_engine hidden (``sys.modules`` entry set to None, restored afterwards): configure, the patch,
     the Accelerators built after it and ``prepare`` raise nothing (which handler they hold is C13a's)."""
-    args = make_args(fp8=True, backend=backend)
+    args = fp8_arguments(fp8=True, backend=backend)
     with hidden_packages("transformer_engine"), _patched(impl, args, own=True):
         for make in _ACCELERATORS.values():
             make().prepare(nn.Sequential(nn.Linear(64, 64)))
@@ -308,13 +302,13 @@ def test_c13d_torchao_path_works_where_te_is_not_installed(impl: types.ModuleTyp
 
 @pytest.mark.parametrize("backend", ["torchao", "auto"])
 def test_c13d_torchao_path_does_not_import_transformer_engine(
-    impl: types.ModuleType, standin_te_dir: Path, backend: str
+    impl: Implementation, standin_te_dir: Path, backend: str
 ) -> None:
     """An importable (stand-in) transformer_engine must stay unimported on the torchao path; the
     stand-in only makes an import attempt visible in ``sys.modules``."""
     import accelerate
 
-    args = make_args(fp8=True, backend=backend)
+    args = fp8_arguments(fp8=True, backend=backend)
     with standin_te(standin_te_dir), _patched(impl, args, own=True):
         imported = sorted(n for n in sys.modules if n.split(".")[0] == "transformer_engine")
         assert not imported, f"configure and the patch on the torchao path imported {imported}"
@@ -327,12 +321,12 @@ def test_c13d_torchao_path_does_not_import_transformer_engine(
         assert not imported, f"prepare after the patch, on the torchao path, imported {imported}"
 
 
-def test_c13e_te_where_te_is_not_installed_raises_import_error(impl: types.ModuleType) -> None:
+def test_c13e_te_where_te_is_not_installed_raises_import_error(impl: Implementation) -> None:
     """transformer_engine hidden. The ImportError may come from configure, the patch, or the first
     Accelerator() built after it, but it must come, and name transformer-engine."""
     import accelerate
 
-    args = make_args(fp8=True, backend="te")
+    args = fp8_arguments(fp8=True, backend="te")
     with hidden_packages("transformer_engine"), env_snapshot(drop_prefixes=fp8_env_prefixes()):
         with pytest.raises(ImportError) as info:
             impl.configure_fp8_environment(args)
@@ -349,7 +343,7 @@ def test_c13e_te_where_te_is_not_installed_raises_import_error(impl: types.Modul
 
 @pytest.mark.parametrize("with_ddp", [False, True], ids=["alone", "with-ddp"])
 def test_c13a_te_prepare_converts_eligible_layers_after_an_odd_early_layer(
-    impl: types.ModuleType, standin_te_dir: Path, with_ddp: bool
+    impl: Implementation, standin_te_dir: Path, with_ddp: bool
 ) -> None:
     """What only the patch gives with Transformer Engine (G3's property, on the CPU), on both sides: every layer
     the filter accepts becomes a ``te.Linear``, every other one (odd-sized, ``lm_head``) keeps its type.
@@ -364,7 +358,7 @@ def test_c13a_te_prepare_converts_eligible_layers_after_an_odd_early_layer(
     expected = sorted(name for name, m in model.named_modules() if contract_accepts(m, name))
     assert expected == list(ODD_EARLY_LAYER_ELIGIBLE), expected
     before = linear_types(model)
-    with _patched(impl, make_args(fp8=True, backend="te"), standin_te_dir):
+    with _patched(impl, fp8_arguments(fp8=True, backend="te"), standin_te_dir):
         import transformer_engine.pytorch as te
 
         acc = _new_accelerator(kwargs_handlers=[_ddp()]) if with_ddp else _new_accelerator()

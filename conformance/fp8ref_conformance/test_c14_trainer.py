@@ -27,20 +27,20 @@ import dataclasses
 import importlib.util
 import logging
 import math
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from .implementation import Implementation
 from .kit.capabilities import cuda_fp8_skip_reason
 from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.logs import capture_logs
 from .kit.models import tiny_llama
 from .kit.standin_te import standin_te
 from .kit.te_recipes import recipe_problems
-from .kit.trainer import NUM_LAYERS, PROJECTIONS, FixedBatch, RecordTERecipes, make_args
+from .kit.trainer import NUM_LAYERS, PROJECTIONS, FixedBatch, RecordTERecipes, training_arguments
 from .kit.verdicts import apply_patch
 from .kit.verify_outcome import Outcome, assert_quiet, call_verify, is_library_record
 
@@ -56,12 +56,12 @@ class TrainerRun:
     verify: Outcome
 
 
-def run_trainer(impl: types.ModuleType, output_dir: Path, *, backend: str, cuda: bool) -> TrainerRun:
+def run_trainer(impl: Implementation, output_dir: Path, *, backend: str, cuda: bool) -> TrainerRun:
     """Arguments, then the implementation's environment and patch, then ``Trainer(...).train()``, then
     ``verify_fp8_status`` (its log records captured)."""
     from transformers import Trainer
 
-    args = make_args(output_dir, fp8=True, steps=MAX_STEPS, backend=backend, cuda=cuda, learning_rate=1e-3)
+    args = training_arguments(output_dir, fp8=True, steps=MAX_STEPS, backend=backend, cuda=cuda, learning_rate=1e-3)
     impl.configure_fp8_environment(args)
     apply_patch(impl, backend)  # on the torchao path a TE import there is C13d's defect: C14 is blocked
     trainer = Trainer(model=tiny_llama(), args=args, train_dataset=FixedBatch(count=16))
@@ -114,7 +114,7 @@ def clean_fp8_env() -> Any:
 
 @pytest.mark.parametrize("backend", ["torchao", "auto"])
 def test_c14_trainer_converts_projections_cpu(
-    impl: types.ModuleType, tmp_path: Path, clean_fp8_env: Any, backend: str
+    impl: Implementation, tmp_path: Path, clean_fp8_env: Any, backend: str
 ) -> None:
     """C14 on the CPU with torchao, named and resolved from ``auto`` (torchao comes first when installed)."""
     from torchao.float8.float8_linear import Float8Linear
@@ -135,13 +135,13 @@ class CallOrderRun:
     te_forwards: list[dict[str, Any]]
 
 
-def run_in_llamafactory_order(impl: types.ModuleType, output_dir: Path, backend: str) -> CallOrderRun:
+def run_in_llamafactory_order(impl: Implementation, output_dir: Path, backend: str) -> CallOrderRun:
     """LLaMA-Factory 0.9.5's trainers: the ``TrainingArguments`` exist first (their ``mixed_precision`` read from
     an environment without FP8), then ``configure_fp8_environment(a)``, ``patch_accelerator_for_fp8()`` only for
     ``te``, the HF ``Trainer.__init__``, verify at the end of ``__init__``, then ``train()``."""
     from transformers import Trainer
 
-    args = make_args(output_dir, fp8=True, steps=MAX_STEPS, backend=backend, learning_rate=1e-3)
+    args = training_arguments(output_dir, fp8=True, steps=MAX_STEPS, backend=backend, learning_rate=1e-3)
     impl.configure_fp8_environment(args)
     if backend == "te":
         impl.patch_accelerator_for_fp8()
@@ -159,7 +159,7 @@ def _own_warnings(outcome: Outcome) -> list[Any]:
 
 @pytest.mark.parametrize("backend", ["torchao", "te"])
 def test_c14b_llamafactory_call_order_converts_projections_cpu(
-    impl: types.ModuleType, tmp_path: Path, clean_fp8_env: Any, standin_te_dir: Path, backend: str
+    impl: Implementation, tmp_path: Path, clean_fp8_env: Any, standin_te_dir: Path, backend: str
 ) -> None:
     """C14b on the CPU: torchao without a patch call (``configure_fp8_environment`` alone must make the Trainer's
     Accelerator FP8), and Transformer Engine (the suite's stand-in: high precision, recording what recipe is in
@@ -228,7 +228,7 @@ def _check_call_order_torchao(run: CallOrderRun, handler: Any) -> None:
 
 
 @pytest.mark.gpu
-def test_c14_cuda_torchao_trainer(impl: types.ModuleType, tmp_path: Path, clean_fp8_env: Any) -> None:
+def test_c14_cuda_torchao_trainer(impl: Implementation, tmp_path: Path, clean_fp8_env: Any) -> None:
     """C14 on CUDA with torchao's real float8 kernels, the Trainer in bf16."""
     reason = cuda_fp8_skip_reason()
     if reason:
@@ -244,7 +244,7 @@ def test_c14_cuda_torchao_trainer(impl: types.ModuleType, tmp_path: Path, clean_
 
 
 @pytest.mark.gpu
-def test_c14_cuda_te_trainer(impl: types.ModuleType, tmp_path: Path, clean_fp8_env: Any) -> None:
+def test_c14_cuda_te_trainer(impl: Implementation, tmp_path: Path, clean_fp8_env: Any) -> None:
     """C14 on CUDA with Transformer Engine: projections become ``transformer_engine.pytorch.Linear``."""
     reason = cuda_fp8_skip_reason()
     if reason:

@@ -18,75 +18,28 @@ did (``accelerate_is_fsdp2``); the child takes accelerate's own FSDP2 path whene
 from __future__ import annotations
 
 import math
-import types
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .children.fsdp_float8 import INIT_METHOD_VARIABLE
-from .kit.contract import make_args
-from .kit.early import EarlyStart
-from .kit.forks import can_fork
-from .kit.processes import (
-    Child,
-    child_environment,
-    child_module,
-    claim,
-    fork_child,
-    read_rank_files,
-    register,
-    start,
-    torchrun_command,
-)
+from .implementation import Implementation
+from .kit.contract import fp8_arguments
+from .kit.fsdp2_ranks import NAME, NEEDS, NPROC, STEPS, gloo_skip_reason, launch
+from .kit.processes import claim, read_rank_files
 from .kit.verdicts import block_unless
 
-CHILD = "fsdp_float8"
-NPROC = 2
-STEPS = 3
 TIMEOUT_S = 240.0
 FLOAT8_WEIGHT = "WeightWithDynamicFloat8CastTensor"
 
 
-#: The functions the ranks call.
-NEEDS = ("configure_fp8_environment", "create_fp8_kwargs", "get_fp8_mixed_precision")
-
-
-def launch(impl_name: str, out_dir: Path, *, fork: bool = False) -> Child:
-    """Start the child with two CPU ranks: under ``torch.distributed.run``, or ``fork``\\ ed from this process before
-    any test ran (:mod:`.kit.forks`), the ranks meeting through a file in ``out_dir``."""
-    args = ["--impl", impl_name, "--out", str(out_dir), "--steps", str(STEPS)]
-    what = "the 2-process FSDP2 run"
-    if fork:
-        env = child_environment(**{INIT_METHOD_VARIABLE: f"file://{out_dir / 'rendezvous'}"})
-        return fork_child(CHILD, args, env, what, out_dir, ranks=NPROC)
-    return start(torchrun_command(NPROC, child_module(CHILD), args), child_environment(), what)
-
-
-def start_children_early(early: EarlyStart) -> None:
-    """The two-process run, before the first test (see :mod:`.kit.early`); the fixture still judges first whether
-    there is anything to run (an implementation that drops the flag gets its verdict and the run is stopped)."""
-    if early.uses("fsdp_run") and not set(NEEDS) & set(early.missing) and _gloo_skip_reason() is None:
-        out_dir = early.temp_dir("c15")
-        register(CHILD, launch(early.impl_name, out_dir, fork=can_fork()), out_dir)
-
-
-def _gloo_skip_reason() -> str | None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_gloo_available():
-        return None
-    return "this torch build has no gloo backend for torch.distributed"
-
-
 @pytest.fixture(scope="module")
-def fsdp_run(impl_name: str, impl: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def fsdp_run(impl_name: str, impl: Implementation, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One 2-process run shared by the C15 tests (starting it costs several seconds), or the one started early."""
-    started = claim(CHILD)
+    started = claim(NAME)
     judged = False
     try:
         impl.require(*NEEDS)  # the workers call these three; a module without one of them fails here, naming it
-        reason = _gloo_skip_reason()
+        reason = gloo_skip_reason()
         if reason:
             pytest.skip(reason)
         _require_all_gather_config(impl)
@@ -99,10 +52,10 @@ def fsdp_run(impl_name: str, impl: Any, tmp_path_factory: pytest.TempPathFactory
     return {"code": code, "output": output, "ranks": read_rank_files(out_dir, "rank")}
 
 
-def _require_all_gather_config(impl: Any) -> None:
+def _require_all_gather_config(impl: Implementation) -> None:
     """C15 is about the all-gather the flag asks for: with a config that drops it (C6's defect) there is nothing
     to judge, and no two-process run is started. An exception from ``create_fp8_kwargs`` fails C15."""
-    handlers = impl.create_fp8_kwargs(make_args(fp8=True, backend="torchao", all_gather=True))
+    handlers = impl.create_fp8_kwargs(fp8_arguments(fp8=True, backend="torchao", all_gather=True))
     config = getattr(handlers[0], "config", None) if isinstance(handlers, list) and len(handlers) == 1 else None
     value = getattr(config, "enable_fsdp_float8_all_gather", None)
     block_unless(
@@ -122,7 +75,7 @@ def _ranks_ok(run: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return ranks
 
 
-def test_c15_all_gather_flag_reaches_the_float8_config(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
+def test_c15_all_gather_flag_reaches_the_float8_config(impl: Implementation, fsdp_run: dict[str, Any]) -> None:
     """The flag given to the implementation in each rank (after ``configure_fp8_environment``) is in the config its
     handler carries into FSDP2; a rank whose config dropped it is C6's defect, seen in that process."""
     for rank, data in _ranks_ok(fsdp_run).items():
@@ -134,7 +87,7 @@ def test_c15_all_gather_flag_reaches_the_float8_config(impl: types.ModuleType, f
         )
 
 
-def test_c15_sharded_float8_weights_cast_before_all_gather(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
+def test_c15_sharded_float8_weights_cast_before_all_gather(impl: Implementation, fsdp_run: dict[str, Any]) -> None:
     """Every FSDP2-sharded ``Float8Linear`` weight is a ``WeightWithDynamicFloat8CastTensor`` (which layers are
     converted is C9's and C10's business; with none there is nothing to judge)."""
     for rank, data in _ranks_ok(fsdp_run).items():
@@ -146,7 +99,7 @@ def test_c15_sharded_float8_weights_cast_before_all_gather(impl: types.ModuleTyp
         )
 
 
-def test_c15_training_steps_run_and_ranks_agree(impl: types.ModuleType, fsdp_run: dict[str, Any]) -> None:
+def test_c15_training_steps_run_and_ranks_agree(impl: Implementation, fsdp_run: dict[str, Any]) -> None:
     """A few steps run, the loss is finite and decreasing, both ranks report the same loss at every step, and
     it follows the same model trained without sharding (same batch on both ranks, so the averaged sharded
     gradients equal the unsharded ones)."""

@@ -10,7 +10,6 @@ a/b/c tests read it. The filter tests (C17b) ask the implementation's ``module_f
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,16 @@ from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.isolation import reset_accelerate_state
 from .kit.models import tiny_llama
 from .kit.strategies import fqns, suite_settings
-from .kit.trainer import LOSS_STEPS, NUM_LAYERS, PROJECTIONS, RunRecord, is_torchao_float8, losses_close, run_trainer
-from .kit.trainer import make_args as make_training_args
+from .kit.trainer import (
+    LOSS_STEPS,
+    NUM_LAYERS,
+    PROJECTIONS,
+    RunRecord,
+    is_torchao_float8,
+    losses_close,
+    run_trainer,
+    training_arguments,
+)
 from .kit.verdicts import block_unless
 from .kit.verify_outcome import assert_quiet, outcome_from_dict
 
@@ -51,7 +58,7 @@ def lora_model(rank: int) -> Any:
     return get_peft_model(model, config)
 
 
-def _lora_runs(impl: types.ModuleType, out: Path, rank: int) -> dict[str, Any]:
+def _lora_runs(impl: Implementation, out: Path, rank: int) -> dict[str, Any]:
     """At rank 16, the LoRA run without FP8 then with FP8 (20 steps each); at rank 8 a short FP8 run.
     The environment is restored here, ``Accelerator`` by the suite's plugin after the test that set the
     fixture up."""
@@ -64,23 +71,23 @@ def _lora_runs(impl: types.ModuleType, out: Path, rank: int) -> dict[str, Any]:
         if rank == LOSS_RANK:
             reset_accelerate_state()
             reference = run_trainer(
-                None, make_training_args(out / "reference", fp8=False, steps=steps), lora_model(rank)
+                None, training_arguments(out / "reference", fp8=False, steps=steps), lora_model(rank)
             )
         reset_accelerate_state()
         fp8 = run_trainer(
-            impl, make_training_args(out / "fp8", fp8=True, steps=steps), lora_model(rank), track_parameters=True
+            impl, training_arguments(out / "fp8", fp8=True, steps=steps), lora_model(rank), track_parameters=True
         )
         reset_accelerate_state()
     return {"rank": rank, "reference": reference, "fp8": fp8}
 
 
 @pytest.fixture(scope="module")
-def lora16(impl: types.ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def lora16(impl: Implementation, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _lora_runs(impl, tmp_path_factory.mktemp("c17-rank16"), 16)
 
 
 @pytest.fixture(scope="module")
-def lora8(impl: types.ModuleType, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def lora8(impl: Implementation, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _lora_runs(impl, tmp_path_factory.mktemp("c17-rank8"), 8)
 
 

@@ -30,7 +30,7 @@ DECLARING = ((BROKEN_DIR, "fp8broken_"), (PARTIAL_DIR, "fp8partial_"))
 #: The suite's test modules that start training processes (FSDP2 on two ranks, DeepSpeed), left out of a session
 #: unless it asks for ``children``: their clauses' in-process tests judge the same functions, and each such process
 #: costs 10 to 30 s of a 2-core machine. The one place the meta-tests name suite files.
-WITHOUT_CHILDREN = "not test_c15_distributed and not test_c16_deepspeed"
+WITHOUT_CHILDREN = "not test_c15_distributed and not deepspeed"
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,26 @@ def test_no_fork_from_a_process_with_another_thread() -> None:
     finally:
         release.set()
         other.join()
+
+
+def test_each_child_is_declared_once_by_name() -> None:
+    """The children are one registry (``kit.children``), under the names the clause table refers to."""
+    from fp8ref_conformance.kit.children import CHILDREN
+
+    names = [child.name for child in CHILDREN]
+    assert names == ["no_backend_probe", "te_by_auto_probe", "fsdp2_ranks", "deepspeed_run"]
+
+
+def test_the_deepspeed_runs_are_those_the_selected_tests_read() -> None:
+    """A test says which DeepSpeed runs it reads (``reads``): the plan holds those runs, for its case only, and
+    none that needs a function the implementation lacks."""
+    from fp8ref_conformance.kit.deepspeed_run import reads, selected_needs
+
+    class Item:
+        def __init__(self, runs: tuple[str, ...], params: dict[str, Any]) -> None:
+            self.function = reads(*runs)(lambda: None)
+            self.callspec = type("Callspec", (), {"params": params})()
+
+    items: list[Any] = [Item(("fp8",), {"case": "2-dict"}), Item(("te",), {}), Item(("te",), {"device": "cuda"})]
+    assert selected_needs(items, ()) == {"2-dict": {"fp8", "te"}, "3-path": {"te"}}
+    assert selected_needs(items, ("patch_accelerator_for_fp8",)) == {}, "every run needs the patch"

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from fp8ref_conformance.children import probe
-from fp8ref_conformance.kit.contract import contract_accepts, make_args
+from fp8ref_conformance.kit.contract import contract_accepts, fp8_arguments
 from fp8ref_conformance.kit.env import env_diff, env_snapshot, restore_environ
 from fp8ref_conformance.kit.logs import capture_logs
 from fp8ref_conformance.kit.messages import mentions_package, mentions_word
@@ -89,7 +89,7 @@ def test_env_diff_and_restore_environ() -> None:
 
 
 def test_make_args_can_omit_attributes() -> None:
-    args = make_args(fp8=True, backend="te", omit=("fp8_enable_fsdp_float8_all_gather",))
+    args = fp8_arguments(fp8=True, backend="te", omit=("fp8_enable_fsdp_float8_all_gather",))
     assert (args.fp8, args.fp8_backend) == (True, "te")
     assert not hasattr(args, "fp8_enable_fsdp_float8_all_gather")
 

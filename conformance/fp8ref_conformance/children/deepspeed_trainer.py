@@ -1,6 +1,6 @@
 """Child of clause C16: the HF ``Trainer`` under DeepSpeed ZeRO on the CPU, in a process of its own.
 
-Started by ``test_c16_deepspeed.py`` as ``python -m fp8ref_conformance.children.deepspeed_trainer``, either alone
+Started by ``kit/deepspeed_run.py`` as ``python -m fp8ref_conformance.children.deepspeed_trainer``, either alone
 (one rank: the test sets ``RANK=0``, ``WORLD_SIZE=1``, ``LOCAL_RANK=0``, ``MASTER_ADDR`` and ``MASTER_PORT=0``, so
 that its store binds a port the system picks) or under ``torch.distributed.run`` (two ranks).
 ``DS_ACCELERATOR=cpu`` selects DeepSpeed's CPU accelerator. A process of its own because DeepSpeed keeps
@@ -104,7 +104,9 @@ def train_run(impl: Any, name: str, config: Any, work: Path, options: argparse.N
     fp8 = name != "reference"
     backend = "te" if name == "te" else "torchao"
     steps = options.steps if name in ("reference", "fp8") or (name == "te" and options.cuda) else SHORT_STEPS
-    args = kit.make_args(work / name, fp8=fp8, steps=steps, backend=backend, cuda=options.cuda, deepspeed=config)
+    args = kit.training_arguments(
+        work / name, fp8=fp8, steps=steps, backend=backend, cuda=options.cuda, deepspeed=config
+    )
     hidden, intermediate = NO_ELIGIBLE_SIZES
     model = tiny_llama(hidden=hidden, intermediate=intermediate) if name == "no_eligible" else tiny_llama()
     with contextlib.ExitStack() as stack:
@@ -132,7 +134,7 @@ def all_gather_run(impl: Any, config: Any, work: Path) -> dict[str, Any]:
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             steps_done.append(state.global_step)
 
-    args = kit.make_args(work / "all_gather", fp8=True, steps=2, all_gather=True, deepspeed=config)
+    args = kit.training_arguments(work / "all_gather", fp8=True, steps=2, all_gather=True, deepspeed=config)
     record = refusal(
         impl,
         args,

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..implementation import Implementation
 from .verdicts import block_unless
 
 
-def fp8_accelerator(impl: types.ModuleType, args: Any, **kwargs: Any) -> Any:
+def fp8_accelerator(impl: Implementation, args: Any, **kwargs: Any) -> Any:
     """``Accelerator(mixed_precision=get_fp8_mixed_precision(a), kwargs_handlers=create_fp8_kwargs(a))``."""
     import accelerate
 
@@ -81,7 +81,7 @@ def ao_handler_of(acc: Any) -> Any:
     return handler
 
 
-def with_emulation(impl: types.ModuleType, args: Any) -> list[Any]:
+def with_emulation(impl: Implementation, args: Any) -> list[Any]:
     """The implementation's torchao handler with ``emulate=True`` (``dataclasses.replace`` of its
     config; same filter), for shapes where the CPU float8 kernels would be too slow."""
     from accelerate.utils import AORecipeKwargs
@@ -113,7 +113,7 @@ class ConversionResult:
 
 
 def prepare_and_compare(
-    impl: types.ModuleType, args: Any, model: nn.Module, device: str | None = None
+    impl: Implementation, args: Any, model: nn.Module, device: str | None = None
 ) -> ConversionResult:
     """C10: prepare ``model`` with the implementation's handlers; check types, configs and values.
 

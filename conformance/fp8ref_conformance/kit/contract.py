@@ -33,7 +33,7 @@ ALLOWED_ENV_PREFIXES = ("ACCELERATE_MIXED_PRECISION", "ACCELERATE_FP8_", "FP8_")
 VALID_BACKENDS = ("auto", "torchao", "te")
 
 
-def make_args(
+def fp8_arguments(
     fp8: Any = True,
     backend: Any = "auto",
     all_gather: Any = False,

@@ -3,8 +3,8 @@
 A child (a probe in a fresh interpreter, the FSDP2 ranks, the DeepSpeed run) spends most of its time on one core
 importing torch and training, while the test process waits for it. In a session of one process (``fp8ref check``,
 ``pytest conformance`` without pytest-xdist) the second core is otherwise idle, so the conftest starts, once the
-selected tests are known, every child they will ask for; each test module that has children says which in its
-``start_children_early(early)``, which registers them (:func:`.processes.register`). The test that needs a child
+selected tests are known, every child they will ask for: the children are declared in :mod:`.children`, and each
+one's ``start_early`` registers it (:func:`.processes.register`). The test that needs a child
 then claims it (:func:`.processes.claim`) and waits for it instead of starting it, so the children run beside the
 in-process tests. A child nobody claims is stopped with the session. The training children are forks of the test
 process rather than fresh interpreters (:mod:`.forks`): nothing has run in it yet.
@@ -20,11 +20,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .processes import Probe, start_probe, stop_unclaimed
 from .standin_te import write_standin_te
 
 _TEMP_DIR = pytest.StashKey[Path]()
@@ -32,23 +30,13 @@ _TEMP_DIR = pytest.StashKey[Path]()
 
 @dataclass(frozen=True)
 class EarlyStart:
-    """What a module's ``start_children_early`` may use: the session's configuration, the implementation's name
-    and missing functions, and the module's selected tests."""
+    """What a child's ``start_early`` may use (see :mod:`.children`): the session's configuration, the
+    implementation's name and missing functions, and the selected tests that claim the child."""
 
     config: pytest.Config
     impl_name: str
     missing: tuple[str, ...]
     items: tuple[pytest.Item, ...]
-
-    def uses(self, fixture: str) -> bool:
-        """Whether a selected test of the module asks for ``fixture`` (directly or through another fixture)."""
-        return any(fixture in getattr(item, "fixturenames", ()) for item in self.items)
-
-    def probe(self, fixture: str, function: str, probe: Probe) -> None:
-        """Start ``probe`` when a selected test asks for ``fixture`` and the module offers ``function`` (which the
-        fixture requires before it runs the probe)."""
-        if self.uses(fixture) and function not in self.missing:
-            start_probe(probe, early=True)
 
     def standin_te_dir(self) -> Path:
         """The session's stand-in TE directory (the ``standin_te_dir`` fixture's)."""
@@ -77,26 +65,7 @@ def standin_te_dir(config: pytest.Config) -> Path:
     return directory
 
 
-def start_children_early(session: pytest.Session, impl_name: str, missing: tuple[str, ...]) -> None:
-    """Ask each module of the selected tests for its children (``start_children_early(early)``); the children
-    nobody claims are stopped when the session ends."""
-    by_module: dict[Any, list[pytest.Item]] = {}
-    for item in session.items:
-        module = getattr(item, "module", None)
-        if module is not None:
-            by_module.setdefault(module, []).append(item)
-    session.config.add_cleanup(stop_unclaimed)
-    asked = 0
-    for module, items in by_module.items():
-        hook = getattr(module, "start_children_early", None)
-        if callable(hook):
-            hook(EarlyStart(session.config, impl_name, missing, tuple(items)))
-            asked += 1
-    if asked:
-        _leave_a_core_to_the_children(session.config)
-
-
-def _leave_a_core_to_the_children(config: pytest.Config) -> None:
+def leave_a_core_to_the_children(config: pytest.Config) -> None:
     """One torch thread for this process while the children run: the suite's models are tiny, and a second thread
     spinning on the core a child works on made both several times slower."""
     import torch

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import copy
 import math
-import types
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..implementation import Implementation
 from .accelerators import float8_names
 from .models import mlp_model
 from .verdicts import block_unless
@@ -24,7 +24,7 @@ RECIPES: dict[str, tuple[str, bool, str]] = {
 }
 
 
-def require_recipe(impl: types.ModuleType, recipe: str) -> Any:
+def require_recipe(impl: Implementation, recipe: str) -> Any:
     """The implementation's training arguments for ``recipe``, once its config is that recipe; else the caller's
     clause is blocked by the clause of the config (C5 for rowwise, C6 for tensorwise): numerics of a recipe the
     implementation does not build cannot be judged. An exception from ``create_fp8_kwargs`` propagates (a failure
@@ -93,7 +93,7 @@ def regression_task(
 
 
 def run_numerics(
-    impl: types.ModuleType,
+    impl: Implementation,
     args: Any,
     *,
     widths: tuple[int, ...] = (64, 128, 64),
@@ -120,7 +120,7 @@ _NUMERICS_RUNS: dict[tuple[Any, ...], NumericsResult] = {}
 
 
 def _run_numerics(
-    impl: types.ModuleType,
+    impl: Implementation,
     args: Any,
     *,
     widths: tuple[int, ...],

@@ -5,7 +5,8 @@ arguments with the three FP8 attributes, the fixed batch, and one run that recor
 Only the five contract functions, accelerate, torch, torchao and transformers are used (and ``peft`` for
 LoRA, by the caller). The model is :func:`.models.tiny_llama`; the batch is fixed (the dataset holds exactly
 one batch), so a loss after N steps is comparable between an FP8 run and the same run without FP8.
-The C16 child (``children/deepspeed_trainer.py``) imports this module in its own process.
+The C16 child (``children/deepspeed_trainer.py``) imports this module in its own process; C12's runs, which
+look at verify where the Trainer calls it, are :mod:`.trainer_verify`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..implementation import Implementation
 from .logs import capture_logs
 from .models import LLAMA_PROJECTIONS, TINY_LLAMA_LAYERS, TINY_LLAMA_VOCAB
 from .verdicts import apply_patch
@@ -62,7 +64,7 @@ class FixedBatch(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return {"input_ids": self.ids[index], "labels": self.ids[index].clone()}
 
 
-def make_args(
+def training_arguments(
     output_dir: Path,
     *,
     fp8: bool,
@@ -168,8 +170,15 @@ class RecordTERecipes:
         return AttachAtTrainBegin()
 
 
+def configure_and_patch(impl: Any, args: Any) -> None:
+    """The implementation's FP8 environment and patch for ``args``, as a training script applies them before
+    ``Trainer(...)``; a TE import in the patch on the torchao path blocks the caller on C13d."""
+    impl.configure_fp8_environment(args)
+    apply_patch(impl, args.fp8_backend)
+
+
 def run_trainer(
-    impl: types.ModuleType | None,
+    impl: Implementation | types.ModuleType | None,
     args: Any,
     model: torch.nn.Module,
     *,
@@ -191,8 +200,7 @@ def run_trainer(
     from .verify_outcome import Outcome, call_verify, outcome_to_dict
 
     if impl is not None:
-        impl.configure_fp8_environment(args)
-        apply_patch(impl, args.fp8_backend)  # a TE import there on the torchao path blocks the caller on C13d
+        configure_and_patch(impl, args)
     verifies = impl is not None and offers(impl, "verify_fp8_status")
     before = parameter_values(model) if track_parameters else {}
     recipes = RecordTERecipes() if record_te_recipes else None

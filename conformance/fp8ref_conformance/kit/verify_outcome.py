@@ -206,3 +206,33 @@ def outcome_from_dict(data: dict[str, Any]) -> Outcome:
         else:
             outcome.error = ErrorInChild(error["type"], error["message"])
     return outcome
+
+
+def assert_one_compile_notice(outcome: Outcome, situation: str) -> None:
+    """C12e where torchao float8 layers are in effect and run eagerly: one WARNING+ record of the implementation
+    that names ``torch.compile``, nothing else of its own, and no exception."""
+    assert outcome.error is None, (
+        f"verify_fp8_status raised although {situation}: the C12e notice is a warning, never an error "
+        f"({outcome.explain_error()})"
+    )
+    notices = outcome.compile_notices()
+    assert len(notices) == 1, (
+        f"verify_fp8_status logged {len(notices)} WARNING+ messages naming torch.compile although {situation} "
+        f"(C12e: one, saying how to turn torch.compile on); WARNING+ records: {outcome.described}"
+    )
+    others = [
+        r for r in outcome.logs.at_least(logging.WARNING) if not is_compile_notice(r) and not is_library_record(r)
+    ]
+    assert not others, (
+        f"verify_fp8_status warned about more than torch.compile although {situation}: {outcome.described}"
+    )
+
+
+def assert_no_compile_notice(outcome: Outcome, situation: str) -> None:
+    """C12e where the float8 layers run compiled (or are TE layers): no message naming ``torch.compile``."""
+    notices = outcome.compile_notices()
+    raised = outcome.error is not None and COMPILE_NOTICE_TEXT in str(outcome.error)
+    assert not notices and not raised, (
+        f"verify_fp8_status said torch.compile is off although {situation}: {outcome.described}; "
+        f"exception: {outcome.explain_error()}"
+    )

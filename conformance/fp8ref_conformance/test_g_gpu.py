@@ -1,8 +1,8 @@
-"""G1-G4: the GPU clauses, each with a CPU twin.
+"""G1-G5: the GPU clauses, each with a CPU twin.
 
 Every G-test is parametrized by device. The ``cuda`` case is marked ``gpu`` and skips, saying why,
 where no CUDA device of compute capability 8.9 or more is present, or where the real Transformer
-Engine (G2, G3, G4[te]) or torchao is missing; it alone gives a G clause's verdict. The ``cpu`` twin
+Engine (G2, G3, G4[te], G5), torchao or DeepSpeed (G5) is missing; it alone gives a G clause's verdict. The ``cpu`` twin
 runs the same body under ``-m "not gpu"``: torchao with its real CPU float8 kernels at small sizes
 (``emulate=True`` for the large G1 shapes), and for Transformer Engine the suite's stand-in, whose
 ``te.Linear`` is a high-precision layer and whose ``fp8_autocast`` only records its arguments. The
@@ -25,9 +25,11 @@ import pytest
 import torch
 from torch import nn
 
+from .implementation import Implementation
 from .kit.accelerators import assert_te_conversion, float8_names, linear_types, prepare_and_compare
 from .kit.capabilities import cuda_fp8_skip_reason, real_te_skip_reason, torchao_skip_reason
-from .kit.contract import contract_accepts, make_args
+from .kit.contract import contract_accepts, fp8_arguments
+from .kit.deepspeed_run import CASES, Pending, case_label, check_te_run, cuda_run, cuda_skip_reason, reads
 from .kit.env import env_snapshot, fp8_env_prefixes
 from .kit.models import ODD_EARLY_LAYER_ELIGIBLE, mixed_model, odd_early_layer_model, tiny_llama
 from .kit.numerics import assert_numerics, require_recipe, run_numerics
@@ -79,9 +81,9 @@ RECIPES = {"rowwise": False, "tensorwise": True}
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_g1_conversion(impl: types.ModuleType, torchao_device: str, recipe: str) -> None:
+def test_g1_conversion(impl: Implementation, torchao_device: str, recipe: str) -> None:
     """C10 on the device: exactly the accepted layers become Float8Linear, values kept, all on the device."""
-    args = make_args(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
+    args = fp8_arguments(fp8=True, backend="torchao", all_gather=RECIPES[recipe])
     result = prepare_and_compare(impl, args, mixed_model().to(torch.bfloat16), device=torchao_device)
     assert "fc_in" in result.converted
     assert not result.handler.config.emulate, "G1 needs the real float8 kernels (emulate=False)"
@@ -107,7 +109,7 @@ LARGE_LR = 1e-4
     indirect=["device"],
 )
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_g1_numerics(impl: types.ModuleType, torchao_device: str, recipe: str, widths: tuple[int, ...]) -> None:
+def test_g1_numerics(impl: Implementation, torchao_device: str, recipe: str, widths: tuple[int, ...]) -> None:
     """C11 with real float8 kernels (emulate=False), bf16 model, C11's thresholds (forward SQNR >= 20 dB,
     gradients >= 15 dB, final loss within 10% of bf16's after 20 AdamW steps).
 
@@ -158,7 +160,7 @@ def _spy_fp8_autocast(te: types.ModuleType) -> Iterator[list[dict[str, Any]]]:
 
 
 @contextlib.contextmanager
-def _seed_user_accelerator(impl: types.ModuleType, args: Any) -> Iterator[Any]:
+def _seed_user_accelerator(impl: Implementation, args: Any) -> Iterator[Any]:
     """What a user of the seed does: ``configure_fp8_environment(a)``, ``patch_accelerator_for_fp8()``,
     then a plain ``Accelerator()``; so the implementation's own TE conversion (installed by the patch)
     is what runs. The environment starts without accelerate/FP8 variables and is restored afterwards
@@ -182,12 +184,12 @@ def _te_model(device: str) -> nn.Module:
 
 
 def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
-    impl: types.ModuleType, device: str, te_module: types.ModuleType
+    impl: Implementation, device: str, te_module: types.ModuleType
 ) -> None:
     """On CUDA the real Transformer Engine (the clause); the CPU twin uses the stand-in TE, so it checks
     the conversion and the recipe handed to ``fp8_autocast``, not FP8 itself."""
     real_te = te_module
-    args = make_args(fp8=True, backend="te")
+    args = fp8_arguments(fp8=True, backend="te")
     model = _te_model(device)
     accepted = {name for name, m in model.named_modules() if contract_accepts(m, name)}
     before = linear_types(model)
@@ -212,7 +214,7 @@ def test_g2_te_converts_accepted_layers_and_runs_under_delayed_scaling(
 
 
 def test_g3_te_odd_early_layer_does_not_stop_later_conversion(
-    impl: types.ModuleType, device: str, te_module: types.ModuleType
+    impl: Implementation, device: str, te_module: types.ModuleType
 ) -> None:
     """accelerate's TE conversion returns from the whole recursion at the first nn.Linear with a
     dimension not divisible by 16; an implementation must not let that happen. On CUDA the real TE (the
@@ -220,7 +222,7 @@ def test_g3_te_odd_early_layer_does_not_stop_later_conversion(
     real_te = te_module
     model = odd_early_layer_model().to(device=device, dtype=torch.bfloat16)
     before = linear_types(model)
-    with _seed_user_accelerator(impl, make_args(fp8=True, backend="te")) as acc:
+    with _seed_user_accelerator(impl, fp8_arguments(fp8=True, backend="te")) as acc:
         prepared, _ = acc.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-3))
     # Both sides: the eligible layers after the odd-sized ones are TE layers; those and lm_head are not.
     assert_te_conversion(before, set(ODD_EARLY_LAYER_ELIGIBLE), acc.unwrap_model(prepared), real_te.Linear)
@@ -232,7 +234,7 @@ BACKEND_REASONS = {"torchao": torchao_skip_reason, "te": real_te_skip_reason}
 
 
 @pytest.mark.parametrize("backend", sorted(BACKEND_REASONS))
-def test_g4_tiny_llama_trains(impl: types.ModuleType, device: str, standin_te_dir: Path, backend: str) -> None:
+def test_g4_tiny_llama_trains(impl: Implementation, device: str, standin_te_dir: Path, backend: str) -> None:
     """Conversion and one training step of a tiny Llama under accelerator.prepare, per backend, as a user of the
     implementation runs them (configure, patch, ``Accelerator()``): the conversion is the implementation's. The
     CPU twin runs torchao's real CPU kernels and, for ``te``, the stand-in TE (high precision)."""
@@ -271,8 +273,8 @@ def _default_device_off_the_model(acc: Any, device: str) -> Iterator[None]:
         del acc.prepare_model
 
 
-def _tiny_llama_step(impl: types.ModuleType, device: str, backend: str) -> None:
-    args = make_args(fp8=True, backend=backend)
+def _tiny_llama_step(impl: Implementation, device: str, backend: str) -> None:
+    args = fp8_arguments(fp8=True, backend=backend)
     llama = tiny_llama(dtype=torch.bfloat16)
     with _seed_user_accelerator(impl, args) as acc:
         with _default_device_off_the_model(acc, device):
@@ -296,3 +298,27 @@ def _check_and_step(acc: Any, model: Any, optimizer: Any, device: str, backend: 
     acc.backward(loss)
     optimizer.step()
     assert torch.isfinite(loss).item(), f"loss {loss.item()}"
+
+
+# --------------------------------------------------------------------------- G5
+
+
+@reads("te")
+@pytest.mark.parametrize("device", DEVICES)
+def test_g5_deepspeed_te_forward_runs_with_the_c7_recipe(
+    request: pytest.FixtureRequest, impl_name: str, impl: Implementation, tmp_path: Path, device: str
+) -> None:
+    """G5: C16d (``test_c16_deepspeed.py``) with the real Transformer Engine on CUDA, one process (ZeRO-2 with the
+    config as a dict, ZeRO-3 as a JSON path), in the DeepSpeed child (:mod:`.kit.deepspeed_run`). The CPU twin judges
+    the stand-in's runs of C16d the same way: the conversion and the recipe the forward runs with, not FP8 itself."""
+    impl.require("configure_fp8_environment", "patch_accelerator_for_fp8")
+    if device == "cpu":
+        pending: Pending = request.getfixturevalue("deepspeed_run")
+    else:
+        reason = cuda_skip_reason() or real_te_skip_reason()
+        if reason:
+            pytest.skip(reason)
+        plan = ";".join(f"{case}:te" for case in CASES)
+        pending = cuda_run(impl_name, tmp_path / "g5.json", plan, "the CUDA Transformer Engine runs", runs=2)
+    for case in CASES:
+        check_te_run(pending.runs(case)["te"], f"{device}, {case_label(case)}, Transformer Engine")
