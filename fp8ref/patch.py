@@ -34,7 +34,7 @@ from typing import Any
 
 from fp8ref.backends import resolve_backend
 from fp8ref.config import Backend, FP8Settings
-from fp8ref.deepspeed_check import check_deepspeed_compatible, deepspeed_requested
+from fp8ref.deepspeed_check import check_deepspeed_compatible, deepspeed_requested, runs_deepspeed
 from fp8ref.recipes import build_fp8_handler, build_module_filter, te_handler_for_deepspeed
 from fp8ref.variables import settings_from_environment
 
@@ -107,7 +107,7 @@ def _hand_te_recipe_to_deepspeed(accelerator: Any) -> None:
     te_handler = getattr(accelerator, "te_recipe_handler", None)
     if te_handler is None or getattr(accelerator, "fp8_recipe_handler", None) is not None:
         return
-    if str(getattr(accelerator, "distributed_type", "")).rsplit(".", 1)[-1] != "DEEPSPEED":
+    if not runs_deepspeed(accelerator):
         return
     fields = {field.name: getattr(te_handler, field.name) for field in dataclasses.fields(te_handler)}
     accelerator.fp8_recipe_handler = te_handler_for_deepspeed(fields)

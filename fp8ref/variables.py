@@ -23,8 +23,6 @@ COMPAT_ALL_GATHER_VAR = "FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER"
 RECIPE_VAR = "FP8_RECIPE"
 AUTO_FILTER_VAR = "FP8_AUTO_FILTER"
 
-_ACCELERATE_BACKEND_NAMES = {"AO": Backend.TORCHAO, "TE": Backend.TE}
-
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> FP8Settings:
     """Rebuild the FP8 request from the variables :func:`configure_fp8_environment` set.
@@ -39,11 +37,12 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> FP8Se
             "patch_accelerator_for_fp8(training_args)"
         )
     accelerate_backend = env.get(BACKEND_VAR, "").upper()
-    if accelerate_backend and accelerate_backend not in _ACCELERATE_BACKEND_NAMES:
+    named = Backend.from_accelerate_name(accelerate_backend)
+    if accelerate_backend and named is None:
         raise FP8ConfigError(
             f"{BACKEND_VAR}={env.get(BACKEND_VAR)!r}: fp8ref supports 'AO' (torchao) and 'TE' (Transformer Engine)"
         )
-    backend = _ACCELERATE_BACKEND_NAMES.get(accelerate_backend, Backend.AUTO)
+    backend = named or Backend.AUTO
     all_gather = env.get(ALL_GATHER_VAR, env.get(COMPAT_ALL_GATHER_VAR, "false")).strip().lower()
     recipe = parse_recipe(env.get(RECIPE_VAR)) if backend is Backend.TORCHAO else None
     return FP8Settings(
