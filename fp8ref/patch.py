@@ -176,16 +176,6 @@ def _refuse_all_gather_under_deepspeed(arguments: dict[str, Any], handlers: list
     check_deepspeed_compatible(all_gather, deepspeed=deepspeed, where="Accelerator() runs under DeepSpeed")
 
 
-def _install_te_converter(settings: FP8Settings) -> None:
-    import accelerate.accelerator as accelerator_module
-
-    from fp8ref.te_convert import make_accelerate_converter
-
-    current = accelerator_module.convert_model
-    original = getattr(current, "__fp8ref_original__", current)
-    accelerator_module.convert_model = make_accelerate_converter(original, build_module_filter(settings))
-
-
 def _remove_te_converter() -> None:
     import accelerate.accelerator as accelerator_module
 
@@ -219,12 +209,17 @@ def install_fp8_patch(settings: FP8Settings) -> None:
     """:func:`patch_accelerator_for_fp8` for an enabled request whose backend is resolved and usable
     (:func:`~fp8ref.backends.resolve_settings`): every ``Accelerator()`` from now on gets the handler of
     ``settings``; a second call replaces the request."""
+    import accelerate.accelerator as accelerator_module
     from accelerate import Accelerator
 
     build_fp8_handler(settings)  # fail now, not inside the Trainer
     setattr(Accelerator, _SETTINGS, settings)
     if settings.backend is Backend.TE:
-        _install_te_converter(settings)
+        from fp8ref.te_convert import make_accelerate_converter
+
+        current = accelerator_module.convert_model
+        original = getattr(current, "__fp8ref_original__", current)
+        accelerator_module.convert_model = make_accelerate_converter(original, build_module_filter(settings))
     else:
         _remove_te_converter()
     _install_fp8_backend_guard()
