@@ -8,6 +8,7 @@ failure's text so that errors can show it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import logging
@@ -103,3 +104,8 @@ def resolve_backend(settings: FP8Settings, *, require_available: bool = True) ->
         f"is usable here ({reasons}). Install one: {INSTALL_HINT[Backend.TORCHAO]}; or "
         f"{INSTALL_HINT[Backend.TE]}."
     )
+
+
+def resolve_settings(settings: FP8Settings, *, require_available: bool = True) -> FP8Settings:
+    """``settings`` with the backend that :func:`resolve_backend` resolves it to."""
+    return dataclasses.replace(settings, backend=resolve_backend(settings, require_available=require_available))

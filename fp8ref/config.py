@@ -41,6 +41,11 @@ class Backend(str, enum.Enum):
             raise FP8ConfigError("the 'auto' backend has no accelerate name; resolve it first")
         return "AO" if self is Backend.TORCHAO else "TE"
 
+    @classmethod
+    def from_accelerate_name(cls, name: object) -> Backend | None:
+        """The backend whose :attr:`accelerate_name` is ``name`` (``AO``, ``TE``); ``None`` for another (``MSAMP``)."""
+        return {"AO": cls.TORCHAO, "TE": cls.TE}.get(str(name))
+
     @property
     def package(self) -> str:
         """The pip package that provides this backend."""

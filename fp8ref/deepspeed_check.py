@@ -36,6 +36,11 @@ def deepspeed_requested(training_args: Any = None, environ: Mapping[str, str] | 
     return env.get(USE_DEEPSPEED_VAR, "false").strip().lower() in ("1", "true", "yes", "on")
 
 
+def runs_deepspeed(accelerator: Any) -> bool:
+    """Whether ``accelerator`` runs under DeepSpeed (its ``distributed_type`` is ``DistributedType.DEEPSPEED``)."""
+    return str(getattr(accelerator, "distributed_type", "")).rsplit(".", 1)[-1] == "DEEPSPEED"
+
+
 def all_gather_under_deepspeed_error(where: str) -> FP8ConfigError:
     return FP8ConfigError(
         f"{ALL_GATHER_FLAG}=True cannot be used with DeepSpeed ({where}): the float8 all-gather is an FSDP2 "

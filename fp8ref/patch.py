@@ -15,7 +15,7 @@ all-gather on and its own module filter, which is not what the user asked for.
   ``mixed_precision`` becomes ``"fp8"``. Under DeepSpeed a Transformer Engine recipe is also handed to the
   handler that accelerate's DeepSpeed path reads (:func:`_hand_te_recipe_to_deepspeed`);
 - ``Accelerator._prepare_ao``: optimizers follow the weights that torchao replaces
-  (:func:`_prepare_ao_keeping_optimizers`);
+  (:func:`~fp8ref.optimizer_remap.prepare_ao_keeping_optimizers`);
 - ``Accelerator.fp8_backend``: an Accelerator that is not in FP8 has no FP8 backend
   (:func:`_fp8_backend_only_in_fp8`, contract clause C8g);
 - ``accelerate.accelerator.convert_model``, with Transformer Engine only (:mod:`fp8ref.te_convert`).
@@ -32,9 +32,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from fp8ref.backends import resolve_backend
+from fp8ref.backends import resolve_settings
 from fp8ref.config import Backend, FP8Settings
-from fp8ref.deepspeed_check import check_deepspeed_compatible, deepspeed_requested
+from fp8ref.deepspeed_check import check_deepspeed_compatible, deepspeed_requested, runs_deepspeed
+from fp8ref.optimizer_remap import prepare_ao_keeping_optimizers
 from fp8ref.recipes import build_fp8_handler, build_module_filter, te_handler_for_deepspeed
 from fp8ref.variables import settings_from_environment
 
@@ -65,6 +66,7 @@ def is_accelerator_patched() -> bool:
 
 
 def _patched_init(original_init: Callable[..., None]) -> Callable[..., None]:
+    """``Accelerator.__init__`` that adds the handler of the request :func:`install_fp8_patch` installed last."""
     signature = inspect.signature(original_init)
 
     @functools.wraps(original_init)
@@ -107,7 +109,7 @@ def _hand_te_recipe_to_deepspeed(accelerator: Any) -> None:
     te_handler = getattr(accelerator, "te_recipe_handler", None)
     if te_handler is None or getattr(accelerator, "fp8_recipe_handler", None) is not None:
         return
-    if str(getattr(accelerator, "distributed_type", "")).rsplit(".", 1)[-1] != "DEEPSPEED":
+    if not runs_deepspeed(accelerator):
         return
     fields = {field.name: getattr(te_handler, field.name) for field in dataclasses.fields(te_handler)}
     accelerator.fp8_recipe_handler = te_handler_for_deepspeed(fields)
@@ -174,61 +176,6 @@ def _refuse_all_gather_under_deepspeed(arguments: dict[str, Any], handlers: list
     check_deepspeed_compatible(all_gather, deepspeed=deepspeed, where="Accelerator() runs under DeepSpeed")
 
 
-def _remap_optimizers(mapping: dict[Any, Any], optimizers: list[Any]) -> int:
-    moved = 0
-    for optimizer in optimizers:
-        for group in optimizer.param_groups:
-            params = group["params"]
-            group["params"] = [mapping.get(param, param) for param in params]
-            moved += sum(param in mapping for param in params)
-        for old, new in mapping.items():
-            if old in optimizer.state:
-                optimizer.state[new] = optimizer.state.pop(old)
-    return moved
-
-
-def _prepare_ao_keeping_optimizers(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``Accelerator._prepare_ao`` so that optimizers follow the parameters torchao replaces.
-
-    With ``enable_fsdp_float8_all_gather`` torchao wraps each converted weight in a new ``Parameter``.
-    accelerate remaps optimizers for Transformer Engine and FSDP2 but not here, so outside FSDP an
-    optimizer built before ``prepare`` keeps the old parameters and silently never updates the model.
-    """
-
-    @functools.wraps(original)
-    def _prepare_ao(self: Any, *args: Any) -> Any:
-        import torch
-
-        models = [arg for arg in args if isinstance(arg, torch.nn.Module)]
-        before = [dict(model.named_parameters(remove_duplicate=False)) for model in models]
-        result = original(self, *args)
-        mapping: dict[Any, Any] = {}
-        for model, old_params in zip(models, before, strict=True):
-            new_params = dict(model.named_parameters(remove_duplicate=False))
-            for name, old in old_params.items():
-                new = new_params.get(name)
-                if new is not None and new is not old:
-                    mapping[old] = new
-        optimizers = [arg for arg in args if isinstance(arg, torch.optim.Optimizer)]
-        if mapping and optimizers:
-            moved = _remap_optimizers(mapping, optimizers)
-            logger.info("fp8ref: pointed %d optimizer parameters at the weights torchao replaced", moved)
-        return result
-
-    setattr(_prepare_ao, _PATCH_MARKER, True)
-    return _prepare_ao
-
-
-def _install_te_converter(settings: FP8Settings) -> None:
-    import accelerate.accelerator as accelerator_module
-
-    from fp8ref.te_convert import make_accelerate_converter
-
-    current = accelerator_module.convert_model
-    original = getattr(current, "__fp8ref_original__", current)
-    accelerator_module.convert_model = make_accelerate_converter(original, build_module_filter(settings))
-
-
 def _remove_te_converter() -> None:
     import accelerate.accelerator as accelerator_module
 
@@ -247,21 +194,32 @@ def patch_accelerator_for_fp8(training_args: Any = None) -> None:
     it also replaces accelerate's TE conversion by one that honours the module filter (see
     :mod:`fp8ref.te_convert`), and under DeepSpeed hands the recipe to the handler accelerate's DeepSpeed path
     reads. An ``Accelerator`` whose caller passes ``mixed_precision`` (the HF ``Trainer`` does) runs FP8 all the
-    same. ``configure_fp8_environment`` calls this itself; calling it again updates the request without wrapping
-    twice. Everything it changes is listed in :mod:`fp8ref.patch`; :func:`unpatch_accelerator_for_fp8` undoes it.
+    same. ``configure_fp8_environment`` installs the same patch itself (:func:`install_fp8_patch`, with the request
+    it was given); calling it again updates the request without wrapping twice. Everything it changes is listed in
+    :mod:`fp8ref.patch`; :func:`unpatch_accelerator_for_fp8` undoes it.
     """
-    from accelerate import Accelerator
-
     settings = settings_from_environment() if training_args is None else FP8Settings.from_training_args(training_args)
     if not settings.enabled:
         logger.info("patch_accelerator_for_fp8: FP8 is not requested; Accelerator left as it is")
         return
-    backend = resolve_backend(settings)
-    settings = dataclasses.replace(settings, backend=backend)
+    install_fp8_patch(resolve_settings(settings))
+
+
+def install_fp8_patch(settings: FP8Settings) -> None:
+    """:func:`patch_accelerator_for_fp8` for an enabled request whose backend is resolved and usable
+    (:func:`~fp8ref.backends.resolve_settings`): every ``Accelerator()`` from now on gets the handler of
+    ``settings``; a second call replaces the request."""
+    import accelerate.accelerator as accelerator_module
+    from accelerate import Accelerator
+
     build_fp8_handler(settings)  # fail now, not inside the Trainer
     setattr(Accelerator, _SETTINGS, settings)
-    if backend is Backend.TE:
-        _install_te_converter(settings)
+    if settings.backend is Backend.TE:
+        from fp8ref.te_convert import make_accelerate_converter
+
+        current = accelerator_module.convert_model
+        original = getattr(current, "__fp8ref_original__", current)
+        accelerator_module.convert_model = make_accelerate_converter(original, build_module_filter(settings))
     else:
         _remove_te_converter()
     _install_fp8_backend_guard()
@@ -272,8 +230,9 @@ def patch_accelerator_for_fp8(training_args: Any = None) -> None:
     Accelerator.__init__ = _patched_init(Accelerator.__init__)
     if hasattr(Accelerator, "_prepare_ao"):
         setattr(Accelerator, _ORIGINAL_PREPARE_AO, Accelerator._prepare_ao)
-        Accelerator._prepare_ao = _prepare_ao_keeping_optimizers(Accelerator._prepare_ao)
-    logger.info("patched Accelerator.__init__ to inject the FP8 recipe (%s)", backend.value)
+        Accelerator._prepare_ao = prepare_ao_keeping_optimizers(Accelerator._prepare_ao)
+        setattr(Accelerator._prepare_ao, _PATCH_MARKER, True)
+    logger.info("patched Accelerator.__init__ to inject the FP8 recipe (%s)", settings.backend.value)
 
 
 def guard_accelerator_outside_fp8() -> None:

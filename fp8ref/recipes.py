@@ -16,10 +16,10 @@ import logging
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from fp8ref.backends import INSTALL_HINT, resolve_backend
+from fp8ref.backends import INSTALL_HINT, resolve_settings
 from fp8ref.config import Backend, FP8Settings, TorchaoRecipe
 from fp8ref.deepspeed_check import deepspeed_requested
-from fp8ref.errors import FP8BackendUnavailableError
+from fp8ref.errors import FP8BackendUnavailableError, FP8ConfigError
 from fp8ref.module_filter import ModuleFilter, make_module_filter
 
 if TYPE_CHECKING:
@@ -149,15 +149,17 @@ def te_handler_for_deepspeed(fields: dict[str, Any]) -> KwargsHandler:
 
 
 def build_fp8_handler(settings: FP8Settings, *, deepspeed: bool = False) -> KwargsHandler:
-    """The single FP8 recipe handler of an enabled request. Raises when its backend is unusable.
+    """The single FP8 recipe handler of an enabled request whose backend is resolved
+    (:func:`~fp8ref.backends.resolve_settings`).
 
     ``deepspeed``: the run uses DeepSpeed; a Transformer Engine recipe is then an ``FP8RecipeKwargs`` (see
     :func:`te_handler_for_deepspeed`). It changes nothing for torchao.
     """
-    backend = resolve_backend(settings)
-    if backend is Backend.TORCHAO:
-        return _torchao_handler(settings)
-    return _te_handler(settings, deepspeed=deepspeed)
+    if settings.backend is Backend.AUTO:
+        raise FP8ConfigError("build_fp8_handler needs a resolved backend: resolve_settings(settings) first")
+    if settings.backend is Backend.TE:
+        return _te_handler(settings, deepspeed=deepspeed)
+    return _torchao_handler(settings)
 
 
 def create_fp8_kwargs(training_args: Any) -> list[KwargsHandler]:
@@ -174,7 +176,7 @@ def create_fp8_kwargs(training_args: Any) -> list[KwargsHandler]:
     settings = FP8Settings.from_training_args(training_args)
     if not settings.enabled:
         return []
-    return [build_fp8_handler(settings, deepspeed=deepspeed_requested(training_args))]
+    return [build_fp8_handler(resolve_settings(settings), deepspeed=deepspeed_requested(training_args))]
 
 
 def recipe_name_of(config: Any) -> str:

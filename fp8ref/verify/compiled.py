@@ -23,6 +23,8 @@ from typing import Any
 
 import torch.nn as nn
 
+from fp8ref.deepspeed_check import runs_deepspeed
+
 #: The three switches of C12e, by the user's setup.
 SWITCH_TRAINER = "set torch_compile=True in the TrainingArguments (LLaMA-Factory: torch_compile: true)"
 SWITCH_ACCELERATOR = (
@@ -88,7 +90,7 @@ def compiled_by_accelerator(accelerator: Any, raw_models: Iterable[Any]) -> bool
     DeepSpeed, where accelerate always does), or a prepared object is itself compiled (DeepSpeed's engine)."""
     if any(is_compiled_module(model) for model in raw_models):
         return True
-    deepspeed = str(getattr(accelerator, "distributed_type", "")).rsplit(".", 1)[-1] == "DEEPSPEED"
+    deepspeed = runs_deepspeed(accelerator)
     return compiles_at_prepare(accelerator) and not deepspeed
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch.nn as nn
 
+from fp8ref.deepspeed_check import runs_deepspeed
+
 
 def stale_optimizer_params(accelerator: Any, models: list[nn.Module]) -> int:
     """How many parameters the prepared optimizers hold that no prepared model holds any more.
@@ -13,7 +15,7 @@ def stale_optimizer_params(accelerator: Any, models: list[nn.Module]) -> int:
     Not asked under DeepSpeed: its ZeRO optimizers hold flat fp32 partitions of their own (built by
     ``deepspeed.initialize``, after accelerate's float8 conversion), never the model's parameters.
     """
-    if str(getattr(accelerator, "distributed_type", "")).rsplit(".", 1)[-1] == "DEEPSPEED":
+    if runs_deepspeed(accelerator):
         return 0
     in_models = {id(param) for model in models for param in model.parameters()}
     stale = 0

@@ -7,6 +7,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from fp8ref.config import Backend
+from fp8ref.deepspeed_check import runs_deepspeed
+
 TE_RECIPE_FIELDS = ("fp8_format", "amax_history_len", "amax_compute_algo")
 
 
@@ -18,9 +21,9 @@ def backend_name(accelerator: Any) -> str | None:
     return str(getattr(backend, "value", backend))
 
 
-def recipe_of(accelerator: Any, backend: str | None) -> str | None:
+def recipe_of(accelerator: Any, backend: Backend | None) -> str | None:
     """A short name of the recipe the accelerator's FP8 handler holds."""
-    if backend == "AO":
+    if backend is Backend.TORCHAO:
         handler = getattr(accelerator, "ao_recipe_handler", None)
         config = getattr(handler, "config", None)
         if config is None:
@@ -31,7 +34,7 @@ def recipe_of(accelerator: Any, backend: str | None) -> str | None:
         if getattr(config, "enable_fsdp_float8_all_gather", False):
             name += " + fsdp float8 all-gather"
         return name
-    if backend == "TE":
+    if backend is Backend.TE:
         handler = getattr(accelerator, "te_recipe_handler", None) or getattr(accelerator, "fp8_recipe_handler", None)
         if handler is None:
             return None
@@ -193,7 +196,7 @@ def derive_recipe(accelerator: Any) -> TERecipe | None:
     only, elsewhere ``_prepare_one`` passes ``te_recipe_handler or fp8_recipe_handler``; ``apply_fp8_autowrap``
     then builds ``DelayedScaling(**handler.to_kwargs())``, and ``to_kwargs`` keeps only the fields that differ
     from the handler class's defaults, so every other field takes TE's default. None when TE cannot say."""
-    deepspeed = str(getattr(accelerator, "distributed_type", "")).rsplit(".", 1)[-1] == "DEEPSPEED"
+    deepspeed = runs_deepspeed(accelerator)
     handler = getattr(accelerator, "fp8_recipe_handler", None) if deepspeed else te_handler_asked(accelerator)
     try:
         with warnings.catch_warnings():
@@ -227,7 +230,7 @@ def te_recipe_in_effect(accelerator: Any, raw_models: Iterable[Any]) -> tuple[TE
 def dropped_under_deepspeed(accelerator: Any) -> bool:
     """Whether accelerate 1.15's DeepSpeed path drops the accelerator's TE recipe: under DeepSpeed it reads
     only ``fp8_recipe_handler``, and here a ``TERecipeKwargs`` sits in ``te_recipe_handler`` alone."""
-    deepspeed = str(getattr(accelerator, "distributed_type", "")).rsplit(".", 1)[-1] == "DEEPSPEED"
+    deepspeed = runs_deepspeed(accelerator)
     return (
         deepspeed
         and getattr(accelerator, "fp8_recipe_handler", None) is None

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from fp8ref.config import FP8Settings
+from fp8ref.config import Backend, FP8Settings
 from fp8ref.errors import FP8NotActiveError
 from fp8ref.module_filter import SizeThreshold, explain, is_lora_adapter
 from fp8ref.verify import compiled, layers
@@ -58,7 +58,8 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings, training_args: A
     if accelerator is None:
         return FP8Report(requested=True, in_effect=False, problems=("no accelerator was given",))
     fp8_enabled = getattr(accelerator, "fp8_enabled", None)
-    backend = backend_name(accelerator)
+    backend_named = backend_name(accelerator)  # as accelerate says it, for the report
+    backend = None if backend_named is None else Backend.from_accelerate_name(backend_named)
     off_reason = None
     if not fp8_enabled:
         off_reason, explanation = fp8_off_reason(accelerator, training_args)
@@ -68,7 +69,7 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings, training_args: A
     has_plugin = hasattr(getattr(accelerator, "state", None), "dynamo_plugin")
     compile_at_prepare = compiled.compiles_at_prepare(accelerator) if has_plugin else None
     te_recipe, te_source, te_asked, notices = (
-        _te_recipe_report(accelerator, raw_models) if backend == "TE" and fp8_enabled else (None, None, None, [])
+        _te_recipe_report(accelerator, raw_models) if backend is Backend.TE and fp8_enabled else (None, None, None, [])
     )
     if not models and fp8_enabled:
         # Before prepare (a trainer's __init__): FP8 may still come into effect; the layers are checked later.
@@ -76,14 +77,14 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings, training_args: A
             requested=True,
             in_effect=False,
             accelerator_fp8_enabled=True,
-            backend=backend,
+            backend=backend_named,
             recipe=recipe_of(accelerator, backend),
             pending=True,
             compile_at_prepare=compile_at_prepare,
             te_recipe=te_recipe,
             te_recipe_source=te_source,
             te_recipe_asked=te_asked,
-            notices=tuple(_pending_te_compile_notice(accelerator, te_recipe) if backend == "TE" else ()),
+            notices=tuple(_pending_te_compile_notice(accelerator, te_recipe) if backend is Backend.TE else ()),
         )
     if not models:
         problems.append("the accelerator holds no prepared model")
@@ -159,7 +160,7 @@ def inspect_fp8_status(accelerator: Any, settings: FP8Settings, training_args: A
         requested=True,
         in_effect=in_effect,
         accelerator_fp8_enabled=None if fp8_enabled is None else bool(fp8_enabled),
-        backend=backend,
+        backend=backend_named,
         recipe=recipe_of(accelerator, backend),
         converted=tuple(converted),
         skipped=tuple(skipped),

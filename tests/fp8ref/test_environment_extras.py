@@ -110,3 +110,21 @@ def test_settings_from_environment_refuses_a_non_fp8_environment() -> None:
         settings_from_environment({"ACCELERATE_MIXED_PRECISION": "bf16"})
     with pytest.raises(FP8ConfigError, match="'AO'"):
         settings_from_environment({"ACCELERATE_MIXED_PRECISION": "fp8", "ACCELERATE_FP8_BACKEND": "MSAMP"})
+
+
+def test_configure_hands_its_request_to_the_patch_not_through_the_environment() -> None:
+    """The patch builds the recipe configure parsed: a later change of ``FP8_RECIPE`` does not reach it."""
+    from accelerate import Accelerator
+
+    configure_fp8_environment(make_args(fp8_recipe="tensorwise"))
+    os.environ["FP8_RECIPE"] = "rowwise"
+    handler = Accelerator().ao_recipe_handler
+    assert handler.config.cast_config_weight.scaling_granularity.value == "tensorwise"
+
+
+def test_context_manager_leaves_everything_as_it_was_for_an_invalid_request() -> None:
+    before = dict(os.environ)
+    args = make_args(fp8_enable_fsdp_float8_all_gather=True, deepspeed={"zero_optimization": {"stage": 2}})
+    with pytest.raises(FP8ConfigError, match="DeepSpeed"), fp8_environment(args):
+        pass
+    assert dict(os.environ) == before and not is_accelerator_patched()

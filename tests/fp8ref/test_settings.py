@@ -64,3 +64,17 @@ def test_settings_are_frozen() -> None:
     settings = FP8Settings(enabled=True)
     with pytest.raises(AttributeError):
         settings.enabled = False  # type: ignore[misc]
+
+
+def test_accelerate_names_map_back_to_the_backend() -> None:
+    for backend in (Backend.TORCHAO, Backend.TE):
+        assert Backend.from_accelerate_name(backend.accelerate_name) is backend
+    assert Backend.from_accelerate_name("MSAMP") is None
+
+
+def test_runs_deepspeed_reads_the_distributed_type() -> None:
+    from fp8ref.deepspeed_check import runs_deepspeed
+
+    assert runs_deepspeed(types.SimpleNamespace(distributed_type="DistributedType.DEEPSPEED"))
+    assert not runs_deepspeed(types.SimpleNamespace(distributed_type="DistributedType.MULTI_GPU"))
+    assert not runs_deepspeed(object())
