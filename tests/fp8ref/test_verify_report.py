@@ -116,7 +116,9 @@ def test_follow_up_is_quiet_when_fp8_layers_are_in_effect(caplog: pytest.LogCapt
     verify_fp8_status(accelerator, args, strict=True)
     with caplog.at_level(logging.WARNING):
         accelerator.prepare(torch.compile(_model()))
-    assert not caplog.records and "prepare" not in vars(accelerator)
+    # fp8ref's own records only: torchao warns once at its first import, which may fall in this block
+    fp8ref_records = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("fp8ref")]
+    assert fp8ref_records == [] and "prepare" not in vars(accelerator)
 
 
 def test_strict_raises_at_the_follow_up() -> None:
