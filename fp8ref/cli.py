@@ -97,6 +97,8 @@ def _plan(args: argparse.Namespace) -> int:
 def _preflight(args: argparse.Namespace) -> int:
     from fp8ref.preflight import preflight
 
+    if not args.verbose:  # TrainingArguments warn about this machine (no GPU for torch.compile), not the setup judged
+        logging.getLogger("transformers").setLevel(logging.ERROR)
     started = time.perf_counter()
     report = preflight(
         args.config,
