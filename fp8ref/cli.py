@@ -98,7 +98,9 @@ def _preflight(args: argparse.Namespace) -> int:
     from fp8ref.preflight import preflight
 
     if not args.verbose:  # TrainingArguments warn about this machine (no GPU for torch.compile), not the setup judged
-        logging.getLogger("transformers").setLevel(logging.ERROR)
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     started = time.perf_counter()
     report = preflight(
         args.config,
