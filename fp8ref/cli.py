@@ -1,4 +1,4 @@
-"""The ``fp8ref`` command line: ``doctor``, ``plan`` and ``check``."""
+"""The ``fp8ref`` command line: ``doctor``, ``plan``, ``preflight`` and ``check``."""
 
 from __future__ import annotations
 
@@ -94,6 +94,33 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preflight(args: argparse.Namespace) -> int:
+    from fp8ref.preflight import preflight
+
+    if not args.verbose:  # TrainingArguments warn about this machine (no GPU for torch.compile), not the setup judged
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    started = time.perf_counter()
+    report = preflight(
+        args.config,
+        args.overrides,
+        helpers=args.helpers,
+        gpu=_plan_gpu(args),
+        model=args.model,
+        seq_len=_positive_int("--seq-len", args.seq_len),
+        lora_rank=_positive_int("--lora-rank", args.lora_rank),
+        lora_targets=args.lora_targets.split(",") if args.lora_targets else None,
+        accelerate_config=args.accelerate_config,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.render())
+        print(f"preflight in {time.perf_counter() - started:.2f} s")
+    return report.exit_status
+
+
 def _check(args: argparse.Namespace) -> int:
     from fp8ref_conformance.runner import run_check
 
@@ -168,6 +195,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(run=_plan)
+
+    preflight = commands.add_parser(
+        "preflight",
+        help="before the run: will FP8 be on for this training config, with what, and does it pay",
+        description="Run the client's own FP8 calls and build the Accelerator its Trainer would build, on a model "
+        "without weights, and say what that accelerator will do. Exit status 0: FP8 on and the bound above 1 in "
+        "the configured mode; 1 otherwise; 2 for bad input.",
+    )
+    preflight.add_argument(
+        "config", help="a LLaMA-Factory YAML, a TrainingArguments JSON file, or key=value TrainingArguments"
+    )
+    preflight.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of the config's arguments")
+    preflight.add_argument(
+        "--model", help="the architecture: a local model folder or config.json (default: the config's model)"
+    )
+    preflight.add_argument(
+        "--helpers",
+        default="fp8ref",
+        help="the FP8 helpers the run uses: fp8ref (default) or a module, e.g. llamafactory.train.fp8_utils",
+    )
+    preflight.add_argument("--accelerate-config", metavar="FILE", help="the accelerate config file of the launch")
+    preflight.add_argument(
+        "--seq-len", metavar="N", help="sequence length (default: LLaMA-Factory's cutoff_len, else 2048)"
+    )
+    preflight.add_argument(
+        "--lora-rank", metavar="R", help="LoRA of this rank (default: the LLaMA-Factory config's finetuning_type)"
+    )
+    preflight.add_argument("--lora-targets", help="comma-separated layer names LoRA wraps (default 'all')")
+    preflight.add_argument("--gpu", default="h100-sxm", help="GPU of the roofline bound (h100-sxm, h100-pcie, h200)")
+    preflight.set_defaults(bf16_tflops=None, fp8_tflops=None, hbm_tbps=None)
+    preflight.add_argument("--json", action="store_true", help="machine-readable output")
+    preflight.set_defaults(run=_preflight)
 
     check = commands.add_parser("check", help="run the conformance suite against an implementation")
     check.add_argument(

@@ -18,3 +18,7 @@ if importlib.util.find_spec("llamafactory") is None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "runs(*names): the LLaMA-Factory runs (test_real_client.RUNS) a test judges")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--preflight-table", metavar="FILE", help="write the preflight agreement table (Markdown) to FILE")
