@@ -63,11 +63,12 @@ def preflight_request(request: Request, *, helpers: str = "fp8ref", gpu: str | G
         decisions = None
         plans = None
         if run.accelerator is not None and lora_failure is None:
+            from fp8ref.config import Backend
             from fp8ref.verify.recipe import backend_name, recipe_of
 
             backend = backend_name(run.accelerator)
             tokens = request.seq_len * int(training_args.per_device_train_batch_size)
-            recipe = bound_recipe(backend, recipe_of(run.accelerator, backend))
+            recipe = bound_recipe(backend, recipe_of(run.accelerator, Backend.from_accelerate_name(backend)))
             plans = plan_both_modes(model, recipe=recipe, tokens=tokens, gpu=spec)
             decisions = read_decisions(run.accelerator, training_args, model)
         per_step = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fp8ref.config import Backend
 from fp8ref.preflight.report import PreflightReport
 from fp8ref.verify import compiled as compiled_checks
 from fp8ref.verify import layers
@@ -68,5 +69,5 @@ def observed(accelerator: Any) -> Outcome:
         forward = recipe_in_forward(raw)
         recipe = forward.describe() if forward is not None else None
     else:
-        recipe = recipe_of(accelerator, backend)
+        recipe = recipe_of(accelerator, Backend.from_accelerate_name(backend))
     return Outcome(True, backend, recipe, converted, execution)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from fp8ref.config import Backend
 from fp8ref.module_filter import ModuleFilter, is_lora_adapter
 from fp8ref.verify import compiled as compiled_checks
 from fp8ref.verify.layers import clean_fqn, fp8_layer_classes, is_fp8_layer
@@ -210,7 +211,7 @@ def read_decisions(accelerator: Any, training_args: Any, model: nn.Module) -> De
     fp8_enabled = bool(getattr(accelerator, "fp8_enabled", False))
     backend = backend_name(accelerator) if fp8_enabled or getattr(accelerator, "has_fp8_handler", False) else None
     backend = None if backend == "NO" else backend
-    decisions = Decisions(fp8_enabled, backend, recipe_of(accelerator, backend))
+    decisions = Decisions(fp8_enabled, backend, recipe_of(accelerator, Backend.from_accelerate_name(backend)))
     decisions.distributed_type = _distributed_type(accelerator)
     if not fp8_enabled:
         decisions.off_reason, decisions.off_explanation = fp8_off_reason(accelerator, training_args)
