@@ -105,14 +105,11 @@ def compile_switch(accelerator: Any, training_args: Any) -> str:
 
 
 def eager_notice(eager_layers: int, switch: str) -> str:
-    """The C12e notice: torchao float8 layers in effect, none of them compiled."""
+    """The C12e notice, short: torchao float8 layers in effect, none of them compiled."""
     return (
-        f"FP8 is in effect, but none of its {eager_layers} torchao float8 layer(s) runs under torch.compile: "
-        "torchao then computes each scale and cast with separate eager kernels, and float8 training is slower "
-        "than bf16 at most sizes (pytorch/ao#685, an FFN at batch 32 x seq 512: 0.29x to 0.88x of bf16 eager, "
-        f"0.97x to 1.65x compiled). Turn torch.compile on: {switch}. Compare `fp8ref plan --eager` with "
-        "`fp8ref plan --compiled` for this model. (A model compiled only after prepare() is not visible here: "
-        "compile it before prepare(), or let the accelerator compile it.)"
+        f"FP8 is in effect, but none of its {eager_layers} torchao float8 layer(s) runs under torch.compile, and "
+        f"eager float8 is slower than bf16 at most sizes (pytorch/ao#685). Turn it on: {switch}; "
+        "`fp8ref plan` bounds both modes. (A model compiled after prepare() is not seen here.)"
     )
 
 

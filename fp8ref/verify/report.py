@@ -106,8 +106,9 @@ class FP8Report:
             "notices": list(self.notices),
         }
 
-    def summary(self) -> str:
-        """A few human-readable lines: state, backend, recipe, counts, and each skip with its reason."""
+    def summary(self, *, notices: bool = True) -> str:
+        """A few human-readable lines: state, backend, recipe, counts, each skip with its reason, and (unless
+        ``notices`` is false, where they are said apart) each notice."""
         if not self.requested:
             return "FP8: not requested"
         head = f"FP8: {self.state.upper()} (backend {self.backend or '?'}, recipe {self.recipe or '?'})"
@@ -118,7 +119,7 @@ class FP8Report:
                 lines.append(f"  the accelerator compiles the model at prepare(): {compiles}")
             if self.te_recipe is not None:
                 lines.append(f"  TE forward recipe expected: {self.te_recipe.describe()} ({self.te_recipe_source})")
-            lines += [f"  notice: {notice}" for notice in self.notices]
+            lines += [f"  notice: {notice}" for notice in self.notices if notices]
             return "\n".join(lines)
         lines = [head]
         if self.off_reason:
@@ -139,5 +140,5 @@ class FP8Report:
             lines.append(f"  LoRA adapter layers kept in high precision: {len(self.lora_adapters)}")
             lines += [f"    - {fqn}" for fqn in self.lora_adapters]
         lines += [f"  problem: {problem}" for problem in self.problems]
-        lines += [f"  notice: {notice}" for notice in self.notices]
+        lines += [f"  notice: {notice}" for notice in self.notices if notices]
         return "\n".join(lines)

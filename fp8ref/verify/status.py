@@ -212,7 +212,7 @@ def _verify(accelerator: Any, training_args: Any, strict: bool, given: frozenset
     report = inspect_fp8_status(accelerator, FP8Settings.from_training_args(training_args), training_args)
     if report.pending:
         follow_up_after_prepare(accelerator, training_args, strict, _verify_later, given | set(report.notices))
-        logger.info(report.summary())
+        logger.info(report.summary(notices=False))  # each notice is a WARNING of its own, once
         for notice in report.notices:
             if notice not in given:
                 logger.warning("fp8ref: %s", notice)
@@ -225,7 +225,7 @@ def _verify(accelerator: Any, training_args: Any, strict: bool, given: frozenset
             raise FP8NotActiveError(message)
         logger.warning(message)
         return report
-    logger.info(report.summary())
+    logger.info(report.summary(notices=False))
     for notice in report.notices:
         if notice not in given:
             logger.warning("fp8ref: %s", notice)

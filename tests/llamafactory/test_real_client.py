@@ -278,6 +278,9 @@ def test_the_drop_in_cli_trains_in_fp8_and_says_so(runs: dict[str, Outcome]) -> 
     assert f"converted layers: {LAYERS * len(PROJECTIONS)}" in report and "- lm_head:" in report
     warnings = [line for line in outcome.stderr.splitlines() if line.startswith("[fp8ref WARNING")]
     assert not [line for line in warnings if "torch.compile" not in line], warnings
+    # The eager run's C12e notice, said once in the whole run (LLaMA-Factory's verify call), and shortly
+    said = [line for line in (outcome.stdout + outcome.stderr).splitlines() if "runs under torch.compile" in line]
+    assert len(said) == 1 and len(said[0]) < 400, said
 
 
 @pytest.mark.runs("fp8ref-cli-torchrun")
