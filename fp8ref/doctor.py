@@ -1,5 +1,6 @@
-"""``fp8ref doctor``: what is installed, what GPU is here, whether each FP8 backend would work, and known
-incompatibilities between the packages installed (PEFT's LoRA and torchao)."""
+"""``fp8ref doctor``: what is installed, what GPU is here, whether each FP8 backend would work, known
+incompatibilities between the packages installed (PEFT's LoRA and torchao), and the known upstream FP8 defects
+(``fp8ref/data/upstream_defects.json``) that apply to the installed versions."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from fp8ref.backends import INSTALL_HINT, installed_version, probe_backend
 from fp8ref.config import Backend
+from fp8ref.upstream_defects import UpstreamDefect, applicable_defects
 
 FP8_MIN_CAPABILITY = (8, 9)  # Ada (sm_89) and Hopper (sm_90) have float8 tensor cores
 
@@ -45,6 +47,7 @@ class DoctorReport:
     compute_capability: tuple[int, int] | None
     backends: tuple[BackendVerdict, ...] = field(default=())
     compatibility: tuple[CompatibilityVerdict, ...] = field(default=())
+    defects: tuple[UpstreamDefect, ...] = field(default=())
 
     @property
     def any_usable(self) -> bool:
@@ -59,6 +62,7 @@ class DoctorReport:
             "backends": [verdict.__dict__ for verdict in self.backends],
             "compatibility": [verdict.__dict__ for verdict in self.compatibility],
             "any_backend_usable": self.any_usable,
+            "upstream_defects": [defect.to_dict() for defect in self.defects],
         }
 
     def render(self) -> str:
@@ -79,6 +83,11 @@ class DoctorReport:
             lines.append(f"[{'OK ' if check.compatible else 'NO '}] {check.name}: {check.detail}")
             if check.fix:
                 lines.append(f"      fix: {check.fix}")
+        lines += ["", f"known upstream FP8 defects that apply here: {len(self.defects) or 'none'}"]
+        for defect in self.defects:
+            handled = "fp8ref works around it" if defect.fp8ref_works_around else "fp8ref does not work around it"
+            lines.append(f"[!! ] {defect.id} ({defect.ranges()}; {handled}): {defect.title}")
+            lines.append(f"      fix: {defect.fix}")
         if not self.any_usable:
             lines += [
                 "",
@@ -245,4 +254,5 @@ def run_doctor() -> DoctorReport:
         compute_capability=capability,
         backends=(_torchao_verdict(capability), _te_verdict(capability)),
         compatibility=tuple(verdict for verdict in (lora_torchao_verdict(),) if verdict is not None),
+        defects=applicable_defects(),
     )
