@@ -26,7 +26,7 @@ CHILD_FIXTURES = {
     "no_backend_results": "no_backend_probe",
     "te_by_auto": "te_by_auto_probe",
     "fsdp_run": "fsdp2_ranks",
-    "single_rank": "deepspeed_run",
+    "deepspeed_run": "deepspeed_run",
 }
 
 
