@@ -57,7 +57,27 @@ def prepared_models(accelerator: Any) -> list[nn.Module]:
     """The prepared models, without their DDP, DeepSpeed or torch.compile wrappers."""
     models = [m for m in getattr(accelerator, "_models", None) or [] if isinstance(m, nn.Module)]
     unwrap = getattr(accelerator, "unwrap_model", None)
-    return [unwrap(m) if callable(unwrap) else m for m in models]
+    return [_unwrapped(unwrap, m) if callable(unwrap) else m for m in models]
+
+
+#: The wrappers ``Accelerator.unwrap_model`` takes off, by class name (none of their packages is imported here).
+_PARALLEL_WRAPPERS = ("DistributedDataParallel", "DataParallel", "DeepSpeedEngine", "FullyShardedDataParallel")
+
+
+def _unwrapped(unwrap: Any, model: nn.Module) -> nn.Module:
+    """``accelerator.unwrap_model(model)``, also where that crashes on a model that contains a compiled module without
+    being compiled itself (accelerate 1.11 reads ``model.__dict__["_orig_mod"]`` then: the known upstream defect
+    ``accelerate-unwrap-model-compiled-submodule``): there the parallel wrappers are taken off here."""
+    try:
+        unwrapped: nn.Module = unwrap(model)
+        return unwrapped
+    except KeyError as exc:
+        if exc.args != ("_orig_mod",) or "_orig_mod" in vars(model):
+            raise
+    inner = getattr(model, "module", None)
+    while type(model).__name__ in _PARALLEL_WRAPPERS and isinstance(inner, nn.Module):
+        model, inner = inner, getattr(inner, "module", None)
+    return model
 
 
 def walk(models: Iterable[nn.Module]) -> Iterator[tuple[str, nn.Module]]:

@@ -124,3 +124,24 @@ def test_te_delayedscaling_under_torch_compile() -> None:
     except Exception as exc:  # whatever TE raises is the observation; its text is checked
         refuses = "DelayedScaling" in str(exc) or "compile" in str(exc)
     assert ("te-delayedscaling-under-torch-compile" in APPLICABLE) is refuses
+
+
+def test_verify_works_around_the_unwrap_crash_wherever_unwrap_model_raises_it() -> None:
+    """Where unwrap_model raises accelerate 1.11's KeyError, verify still sees the prepared model; another KeyError
+    is not swallowed."""
+    from types import SimpleNamespace
+
+    from fp8ref.verify.layers import prepared_models
+
+    model = nn.Sequential()
+    model.add_module("block", torch.compile(nn.Linear(16, 16)))
+
+    def crashing_unwrap(module: nn.Module) -> nn.Module:
+        raise KeyError("_orig_mod")
+
+    def other_crash(module: nn.Module) -> nn.Module:
+        raise KeyError("something else")
+
+    assert prepared_models(SimpleNamespace(_models=[model], unwrap_model=crashing_unwrap)) == [model]
+    with pytest.raises(KeyError, match="something else"):
+        prepared_models(SimpleNamespace(_models=[model], unwrap_model=other_crash))
