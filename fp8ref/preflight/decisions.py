@@ -19,6 +19,7 @@ import functools
 import importlib
 import inspect
 import textwrap
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,7 +162,9 @@ def _te_forward_recipe(accelerator: Any, decisions: Decisions) -> None:
         importlib.import_module("transformer_engine.pytorch.fp8")
     probe = nn.Linear(16, 16, device="meta")
     try:
-        wrapped = apply_fp8_autowrap(probe, handler)
+        with warnings.catch_warnings():  # to_kwargs builds a default FP8RecipeKwargs, which warns it is deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            wrapped = apply_fp8_autowrap(probe, handler)
     except (ImportError, ValueError, AttributeError, TypeError) as exc:
         decisions.prepare_failure = decisions.prepare_failure or f"apply_fp8_autowrap: {type(exc).__name__}: {exc}"
         return

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +191,33 @@ def test_the_deepspeed_recipe_path_is_read_from_the_installed_accelerate() -> No
         source = inspect.getsource(getattr(Accelerator, method))
         assert f"self.{attribute}" in source
         assert value == getattr(holder, attribute)
+
+
+def test_under_deepspeed_a_dropped_te_recipe_is_predicted_where_accelerate_drops_it(
+    tmp_path: Path, standin_te: Path
+) -> None:
+    """fp8ref hands its recipe to the DeepSpeed path; the suite's broken implementation that takes the hand-off back
+    gets the recipe dropped wherever the installed accelerate's ``_prepare_deepspeed`` reads only
+    ``fp8_recipe_handler`` (then the stand-in TE's default ``DelayedScaling`` runs). A process per run: DeepSpeed
+    keeps process-wide state."""
+    import inspect
+
+    from accelerate import Accelerator
+    from transformer_engine.common.recipe import DelayedScaling
+
+    drops = "apply_fp8_autowrap(model, self.fp8_recipe_handler)" in inspect.getsource(Accelerator._prepare_deepspeed)
+    deepspeed = tmp_path / "zero2.json"
+    deepspeed.write_text(json.dumps({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto"}))
+    broken = ROOT / "tests" / "conformance_meta" / "broken"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(standin_te), str(broken), *sys.path])}
+    for helpers, dropped in (("fp8ref", False), ("fp8broken_te_recipe_dropped_under_deepspeed", drops)):
+        argv = ["fp8=true", "fp8_backend=te", f"deepspeed={deepspeed}", "--helpers", helpers, "--json"]
+        command = [sys.executable, "-m", "fp8ref", "preflight", *argv]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode in (0, 1), proc.stderr[-3000:]
+        report = json.loads(proc.stdout)
+        assert report["distributed_type"] == "DEEPSPEED" and report["fp8_on"], report
+        assert report["te_recipe_dropped"] is dropped, helpers
+        history = DelayedScaling().amax_history_len if dropped else 16
+        assert report["te_forward_recipe"]["amax_history_len"] == history, helpers
+        assert any("drops the TERecipeKwargs" in p["problem"] for p in report["problems"]) is dropped
