@@ -17,9 +17,9 @@ from packaging.version import Version
 
 import fp8ref
 from fp8ref.cli import main
-from fp8ref.preflight import preflight
+from fp8ref.preflight import inputs, preflight
 from fp8ref.preflight.decisions import _autowrap_argument, _evaluate
-from fp8ref.preflight.inputs import PARSER_FP8REF_YAML, PARSER_HF, read_request
+from fp8ref.preflight.inputs import PARSER_FP8REF_YAML, PARSER_HF, PARSER_LLAMAFACTORY, read_request
 from fp8ref.upstream_defects import applicable_defects, installed_versions, load_defects
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,11 +74,20 @@ def test_eager_is_on_but_does_not_pay_and_says_how_to_fix_it(capsys: pytest.Capt
     assert out.splitlines()[-2].startswith("FP8 WILL BE ON: ")
 
 
-def test_without_llamafactory_the_yaml_is_read_by_fp8ref_and_says_so(tmp_path: Path) -> None:
+def test_without_llamafactory_the_yaml_is_read_by_fp8ref_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where LLaMA-Factory is not installed (forced here, so the test means the same in every environment)."""
+    monkeypatch.setattr(inputs, "llamafactory_installed", lambda: False)
     config = _yaml(tmp_path, f"model_name_or_path: {LLAMA3_70B}\nfp8: true\ncutoff_len: 1024\nbogus_lf_key: 3\n")
     report = preflight(config)
     assert report.parser == PARSER_FP8REF_YAML and "1024" in report.seq_len
     assert report.fp8_on and report.execution == "eager"
+
+
+def test_the_yaml_parser_used_is_named(tmp_path: Path) -> None:
+    report = preflight(_yaml(tmp_path, f"model_name_or_path: {LLAMA3_70B}\nfp8: true\n"))
+    assert report.parser == (PARSER_LLAMAFACTORY if inputs.llamafactory_installed() else PARSER_FP8REF_YAML)
 
 
 def test_fp8_not_requested_is_off_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
