@@ -87,18 +87,23 @@ class _Tokens(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return {"input_ids": ids, "labels": ids.clone()}
 
 
+def _tiny_model(model_path: Path) -> Any:
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.for_model(**json.loads(model_path.read_text()))
+    return transformers.AutoModelForCausalLM.from_config(config)
+
+
 def _real_run(model_path: Path, arguments: dict[str, Any], lora_rank: int | None) -> Any:
     """A real HF Trainer run in the HF Trainer's call order with fp8ref's helpers; its accelerator after train()."""
-    import transformers
     from transformers import Trainer, TrainingArguments
 
     fp8_fields = {name: arguments.pop(name) for name in ("fp8", "fp8_backend")}
     args = TrainingArguments(**arguments)
     for name, value in fp8_fields.items():
         setattr(args, name, value)
-    torch.manual_seed(0)
-    config = transformers.AutoConfig.for_model(**json.loads(model_path.read_text()))
-    model = transformers.AutoModelForCausalLM.from_config(config)
+    model = _tiny_model(model_path)
     if lora_rank:
         from peft import LoraConfig, get_peft_model
 
@@ -166,3 +171,32 @@ def test_prediction_equals_the_real_trainer_run(name: str, tmp_path: Path, reque
     outcome = observed(_real_run(model_path, arguments, lora_rank))
     assert prediction == outcome, "\n".join(prediction.differences(outcome)) + "\n" + report.render()
     assert report.fp8_on is (name != "fp8-off")
+
+
+def test_a_crash_in_prepare_is_predicted_as_the_run_crashes(tmp_path: Path) -> None:
+    """The suite's broken implementation whose configure writes only the environment, in LLaMA-Factory's call order
+    (no patch call for torchao): the Trainer's Accelerator is not in FP8 but reads ``ACCELERATE_FP8_BACKEND=AO``, and
+    accelerate's ``_prepare_ao`` fails. Preflight says where and how; the real run fails the same way in ``train()``."""
+    import importlib
+
+    from transformers import Trainer, TrainingArguments
+
+    broken = str(ROOT / "tests" / "conformance_meta" / "broken")
+    sys.path.insert(0, broken)  # the conftest's isolation puts sys.path back
+    helpers = "fp8broken_configure_leaves_the_crash"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"model_name_or_path: {ROOT / 'fp8ref' / 'data' / 'tiny_llama.json'}\nfp8: true\n")
+    report = preflight(str(config), helpers=helpers)
+    failure = report.decisions.prepare_failure if report.decisions else None
+    assert failure is not None and not report.fp8_on
+    assert report.verdict().startswith("FP8 WILL BE OFF: ") and "accelerator.prepare(model) raises" in report.render()
+    model_path = tmp_path / "model.json"
+    model_path.write_text(json.dumps(TINY))
+    plain = {name: value for name, value in BASE.items() if not name.startswith("fp8")}
+    args = TrainingArguments(**plain, output_dir=str(tmp_path / "out"))
+    args.fp8, args.fp8_backend = True, "torchao"
+    importlib.import_module(helpers).configure_fp8_environment(args)
+    trainer = Trainer(model=_tiny_model(model_path), args=args, train_dataset=_Tokens())
+    with pytest.raises(Exception) as raised:
+        trainer.train()
+    assert failure == f"{type(raised.value).__name__}: {raised.value}"
