@@ -230,3 +230,13 @@ def test_under_deepspeed_a_dropped_te_recipe_is_predicted_where_accelerate_drops
         history = DelayedScaling().amax_history_len if dropped else 16
         assert report["te_forward_recipe"]["amax_history_len"] == history, helpers
         assert any("drops the TERecipeKwargs" in p["problem"] for p in report["problems"]) is dropped
+
+
+def test_transformer_engine_missing_here_is_off_with_where_to_run_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("transformer_engine", "transformer_engine.pytorch"):
+        monkeypatch.setitem(sys.modules, name, None)  # not importable, on any machine
+    report = preflight("fp8=true", ["fp8_backend=te"])
+    assert not report.fp8_on and report.exit_status == 1
+    assert report.stops_at is not None and report.stops_at[0] == "patch_accelerator_for_fp8()"
+    assert report.verdict().startswith("FP8 WILL BE OFF: the run stops at patch_accelerator_for_fp8()")
+    assert "fix: install Transformer Engine where the run will be" in report.verdict()
