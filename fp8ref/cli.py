@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -97,22 +99,24 @@ def _plan(args: argparse.Namespace) -> int:
 def _preflight(args: argparse.Namespace) -> int:
     from fp8ref.preflight import preflight
 
-    if not args.verbose:  # TrainingArguments warn about this machine (no GPU for torch.compile), not the setup judged
+    if not args.verbose:  # the clients log what they do at INFO, and TrainingArguments warn about this machine
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")  # LLaMA-Factory reads it when it sets up its logger
     started = time.perf_counter()
-    report = preflight(
-        args.config,
-        args.overrides,
-        helpers=args.helpers,
-        gpu=_plan_gpu(args),
-        model=args.model,
-        seq_len=_positive_int("--seq-len", args.seq_len),
-        lora_rank=_positive_int("--lora-rank", args.lora_rank),
-        lora_targets=args.lora_targets.split(",") if args.lora_targets else None,
-        accelerate_config=args.accelerate_config,
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # the client's own logs (LLaMA-Factory's go to stdout) stay apart
+        report = preflight(
+            args.config,
+            args.overrides,
+            helpers=args.helpers,
+            gpu=_plan_gpu(args),
+            model=args.model,
+            seq_len=_positive_int("--seq-len", args.seq_len),
+            lora_rank=_positive_int("--lora-rank", args.lora_rank),
+            lora_targets=args.lora_targets.split(",") if args.lora_targets else None,
+            accelerate_config=args.accelerate_config,
+        )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

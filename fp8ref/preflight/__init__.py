@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 from fp8ref.backends import installed_version
-from fp8ref.config import FP8Settings
+from fp8ref.config import Backend, FP8Settings
 from fp8ref.preflight.client import ORDER_TEXT, load_helpers, run_client
 from fp8ref.preflight.decisions import read_decisions
 from fp8ref.preflight.inputs import Request, build_training_args, read_request
@@ -26,6 +26,7 @@ from fp8ref.preflight.report import PreflightReport
 from fp8ref.preflight.sandbox import sandbox
 from fp8ref.roofline import GPUSpec, get_gpu
 from fp8ref.upstream_defects import applicable_defects
+from fp8ref.verify.recipe import backend_name, recipe_of
 
 VERSIONS = ("torch", "accelerate", "transformers", "torchao", "transformer-engine", "deepspeed", "peft", "llamafactory")
 
@@ -52,38 +53,26 @@ def preflight_request(request: Request, *, helpers: str = "fp8ref", gpu: str | G
     model = build_model(source)
     importlib.import_module("transformers.trainer")  # before the sandbox takes its snapshot of it
     lora_failure = None
+    decisions = None
+    plans = None
     with sandbox(distributed=_uses_deepspeed(request)):
         training_args, parser = build_training_args(request)
+        tokens = request.seq_len * int(training_args.per_device_train_batch_size)
+        per_step = tokens * int(training_args.gradient_accumulation_steps)
         if request.lora_rank:
             try:
                 model = wrap_lora(model, request.lora_rank, request.lora_targets)
-            except ImportError as exc:
+            except ImportError as exc:  # the run fails there too, before any FP8 call
                 lora_failure = f"{type(exc).__name__}: {exc}"
         run = run_client(request.client, module, training_args, model)
-        decisions = None
-        plans = None
         if run.accelerator is not None and lora_failure is None:
-            from fp8ref.config import Backend
-            from fp8ref.verify.recipe import backend_name, recipe_of
-
             backend = backend_name(run.accelerator)
-            tokens = request.seq_len * int(training_args.per_device_train_batch_size)
             recipe = bound_recipe(backend, recipe_of(run.accelerator, Backend.from_accelerate_name(backend)))
-            plans = plan_both_modes(model, recipe=recipe, tokens=tokens, gpu=spec)
+            plans = plan_both_modes(model, recipe=recipe, tokens=tokens, gpu=spec)  # before the conversion
             decisions = read_decisions(run.accelerator, training_args, model)
-        per_step = (
-            request.seq_len
-            * int(training_args.per_device_train_batch_size)
-            * int(training_args.gradient_accumulation_steps)
-        )
     if plans is None:  # the run stops before prepare: the bound of the plain model
-        plans = plan_both_modes(
-            build_model(source),
-            recipe="rowwise",
-            tokens=request.seq_len * int(training_args.per_device_train_batch_size),
-            gpu=spec,
-        )
-    fp8_on = bool(decisions and decisions.fp8_enabled and decisions.converted)
+        plans = plan_both_modes(build_model(source), recipe=bound_recipe(None, None), tokens=tokens, gpu=spec)
+    fp8_on = bool(decisions and decisions.will_convert and run.failure is None)
     mode = "compiled" if decisions is not None and decisions.compiled else "eager"
     bound = payoff(plans, set(decisions.converted) if decisions else set(), configured_mode=mode, fp8_on=fp8_on)
     defects = applicable_defects(backend=_backend_of(training_args))

@@ -19,6 +19,7 @@ import functools
 import importlib
 import inspect
 import textwrap
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,8 +83,9 @@ class Decisions:
         return [layer.fqn for layer in self.layers if layer.converted]
 
     @property
-    def adapters(self) -> list[str]:
-        return [layer.fqn for layer in self.layers if layer.lora_adapter]
+    def will_convert(self) -> bool:
+        """FP8 on, with layers converted and ``prepare`` not failing."""
+        return self.fp8_enabled and bool(self.converted) and self.prepare_failure is None
 
 
 def _distributed_type(accelerator: Any) -> str:
@@ -162,7 +164,9 @@ def _te_forward_recipe(accelerator: Any, decisions: Decisions) -> None:
         importlib.import_module("transformer_engine.pytorch.fp8")
     probe = nn.Linear(16, 16, device="meta")
     try:
-        wrapped = apply_fp8_autowrap(probe, handler)
+        with warnings.catch_warnings():  # to_kwargs builds a default FP8RecipeKwargs, which warns it is deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            wrapped = apply_fp8_autowrap(probe, handler)
     except (ImportError, ValueError, AttributeError, TypeError) as exc:
         decisions.prepare_failure = decisions.prepare_failure or f"apply_fp8_autowrap: {type(exc).__name__}: {exc}"
         return
@@ -209,8 +213,8 @@ def _convert(accelerator: Any, model: nn.Module, backend: str | None) -> tuple[A
 def read_decisions(accelerator: Any, training_args: Any, model: nn.Module) -> Decisions:
     """Everything the accelerator will decide at ``prepare``, with ``model`` (on the meta device) converted in place."""
     fp8_enabled = bool(getattr(accelerator, "fp8_enabled", False))
-    backend = backend_name(accelerator) if fp8_enabled or getattr(accelerator, "has_fp8_handler", False) else None
-    backend = None if backend == "NO" else backend
+    dispatch = backend_name(accelerator)  # what prepare dispatches on, in FP8 or not (accelerate reads it so)
+    backend = dispatch if fp8_enabled and dispatch != "NO" else None
     decisions = Decisions(fp8_enabled, backend, recipe_of(accelerator, Backend.from_accelerate_name(backend)))
     decisions.distributed_type = _distributed_type(accelerator)
     if not fp8_enabled:
@@ -218,7 +222,7 @@ def read_decisions(accelerator: Any, training_args: Any, model: nn.Module) -> De
     before = {fqn: module for fqn, module in model.named_modules() if isinstance(module, nn.Linear)}
     filter_func, converter = None, "no conversion"
     try:
-        filter_func, converter = _convert(accelerator, model, backend)
+        filter_func, converter = _convert(accelerator, model, dispatch)
     except (ImportError, ValueError, RuntimeError, AttributeError, TypeError, KeyError) as exc:
         decisions.prepare_failure = f"{type(exc).__name__}: {exc}"
     after = dict(model.named_modules())

@@ -10,6 +10,10 @@ from fp8ref.preflight.report import Problem
 from fp8ref.upstream_defects import UpstreamDefect
 
 DROP_IN = "run it with fp8ref's helpers: python -m fp8ref.llamafactory train CONFIG (preflight: --helpers fp8ref)"
+BACKEND_MISSING = (
+    "install Transformer Engine where the run will be (it needs CUDA: fp8ref doctor says what is usable here), and "
+    "run preflight there: it judges a backend only where the backend imports"
+)
 COMPILE_SWITCH = {
     CLIENT_LLAMAFACTORY: "set torch_compile: true in the config",
     "hf": "set torch_compile=True in the TrainingArguments",
@@ -48,7 +52,10 @@ def find_problems(
         )
     if stops_at is not None:
         call, error = stops_at
-        fix = DROP_IN if helpers.startswith("llamafactory") else "see fp8ref doctor for the backend"
+        if "transformer_engine" in error or "transformer-engine" in error:
+            fix = BACKEND_MISSING
+        else:
+            fix = DROP_IN if helpers.startswith("llamafactory") else "see fp8ref doctor for the backend"
         found.append(Problem(f"the run stops at {call}: {error}", fix))
     if decisions is None:
         return found

@@ -41,8 +41,7 @@ class PreflightReport:
 
     @property
     def fp8_on(self) -> bool:
-        d = self.decisions
-        return bool(d and d.fp8_enabled and d.converted and not d.prepare_failure and self.stops_at is None)
+        return bool(self.decisions and self.decisions.will_convert and self.stops_at is None)
 
     @property
     def execution(self) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +17,9 @@ from packaging.version import Version
 
 import fp8ref
 from fp8ref.cli import main
-from fp8ref.preflight import preflight
+from fp8ref.preflight import inputs, preflight
 from fp8ref.preflight.decisions import _autowrap_argument, _evaluate
-from fp8ref.preflight.inputs import PARSER_FP8REF_YAML, PARSER_HF, read_request
+from fp8ref.preflight.inputs import PARSER_FP8REF_YAML, PARSER_HF, PARSER_LLAMAFACTORY, read_request
 from fp8ref.upstream_defects import applicable_defects, installed_versions, load_defects
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,11 +74,20 @@ def test_eager_is_on_but_does_not_pay_and_says_how_to_fix_it(capsys: pytest.Capt
     assert out.splitlines()[-2].startswith("FP8 WILL BE ON: ")
 
 
-def test_without_llamafactory_the_yaml_is_read_by_fp8ref_and_says_so(tmp_path: Path) -> None:
+def test_without_llamafactory_the_yaml_is_read_by_fp8ref_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where LLaMA-Factory is not installed (forced here, so the test means the same in every environment)."""
+    monkeypatch.setattr(inputs, "llamafactory_installed", lambda: False)
     config = _yaml(tmp_path, f"model_name_or_path: {LLAMA3_70B}\nfp8: true\ncutoff_len: 1024\nbogus_lf_key: 3\n")
     report = preflight(config)
     assert report.parser == PARSER_FP8REF_YAML and "1024" in report.seq_len
     assert report.fp8_on and report.execution == "eager"
+
+
+def test_the_yaml_parser_used_is_named(tmp_path: Path) -> None:
+    report = preflight(_yaml(tmp_path, f"model_name_or_path: {LLAMA3_70B}\nfp8: true\n"))
+    assert report.parser == (PARSER_LLAMAFACTORY if inputs.llamafactory_installed() else PARSER_FP8REF_YAML)
 
 
 def test_fp8_not_requested_is_off_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -189,3 +200,43 @@ def test_the_deepspeed_recipe_path_is_read_from_the_installed_accelerate() -> No
         source = inspect.getsource(getattr(Accelerator, method))
         assert f"self.{attribute}" in source
         assert value == getattr(holder, attribute)
+
+
+def test_under_deepspeed_a_dropped_te_recipe_is_predicted_where_accelerate_drops_it(
+    tmp_path: Path, standin_te: Path
+) -> None:
+    """fp8ref hands its recipe to the DeepSpeed path; the suite's broken implementation that takes the hand-off back
+    gets the recipe dropped wherever the installed accelerate's ``_prepare_deepspeed`` reads only
+    ``fp8_recipe_handler`` (then the stand-in TE's default ``DelayedScaling`` runs). A process per run: DeepSpeed
+    keeps process-wide state."""
+    import inspect
+
+    from accelerate import Accelerator
+    from transformer_engine.common.recipe import DelayedScaling
+
+    drops = "apply_fp8_autowrap(model, self.fp8_recipe_handler)" in inspect.getsource(Accelerator._prepare_deepspeed)
+    deepspeed = tmp_path / "zero2.json"
+    deepspeed.write_text(json.dumps({"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto"}))
+    broken = ROOT / "tests" / "conformance_meta" / "broken"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(standin_te), str(broken), *sys.path])}
+    for helpers, dropped in (("fp8ref", False), ("fp8broken_te_recipe_dropped_under_deepspeed", drops)):
+        argv = ["fp8=true", "fp8_backend=te", f"deepspeed={deepspeed}", "--helpers", helpers, "--json"]
+        command = [sys.executable, "-m", "fp8ref", "preflight", *argv]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode in (0, 1), proc.stderr[-3000:]
+        report = json.loads(proc.stdout)
+        assert report["distributed_type"] == "DEEPSPEED" and report["fp8_on"], report
+        assert report["te_recipe_dropped"] is dropped, helpers
+        history = DelayedScaling().amax_history_len if dropped else 16
+        assert report["te_forward_recipe"]["amax_history_len"] == history, helpers
+        assert any("drops the TERecipeKwargs" in p["problem"] for p in report["problems"]) is dropped
+
+
+def test_transformer_engine_missing_here_is_off_with_where_to_run_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("transformer_engine", "transformer_engine.pytorch"):
+        monkeypatch.setitem(sys.modules, name, None)  # not importable, on any machine
+    report = preflight("fp8=true", ["fp8_backend=te"])
+    assert not report.fp8_on and report.exit_status == 1
+    assert report.stops_at is not None and report.stops_at[0] == "patch_accelerator_for_fp8()"
+    assert report.verdict().startswith("FP8 WILL BE OFF: the run stops at patch_accelerator_for_fp8()")
+    assert "fix: install Transformer Engine where the run will be" in report.verdict()
