@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,8 @@ def _preflight(args: argparse.Namespace) -> int:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        # transformers' own deprecation notes (building the meta-device model) are not about the user's config
+        warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
         os.environ.setdefault("LLAMAFACTORY_VERBOSITY", "WARN")  # LLaMA-Factory reads it when it sets up its logger
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # the client's own logs (LLaMA-Factory's go to stdout) stay apart
