@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import shutil
 import sys
+import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .packages import modules_set_aside
@@ -27,19 +29,47 @@ STANDIN_SOURCE = Path(__file__).resolve().parent.parent / "standin_te" / "transf
 def write_standin_te(directory: Path) -> Path:
     """Copy the stand-in ``transformer_engine`` package into ``directory`` with a ``transformer-engine``
     dist-info, which is what accelerate's ``is_transformer_engine_available`` (``importlib.util.find_spec`` plus
-    ``importlib.metadata``) and ``TERecipeKwargs.__post_init__`` check. Returns ``directory``."""
+    ``importlib.metadata``) and ``TERecipeKwargs.__post_init__`` check. Returns ``directory``.
+
+    Written once per folder, each part built aside and renamed into place: a child process (the early DeepSpeed
+    run) may be importing the stand-in from ``directory`` while a test asks for it again, and a rewrite in place
+    would let it read a half-copied module."""
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(STANDIN_SOURCE, directory / "transformer_engine", dirs_exist_ok=True, ignore=_bytecode)
     dist_info = directory / f"transformer_engine-{STANDIN_TE_VERSION}.dist-info"
-    dist_info.mkdir(exist_ok=True)
+    if (dist_info / "INSTALLER").is_file():
+        return directory
+    _into_place(directory / "transformer_engine", _copy_source)
+    _into_place(dist_info, _write_metadata)
+    return directory
+
+
+def _copy_source(aside: Path) -> None:
+    shutil.copytree(STANDIN_SOURCE, aside, ignore=_bytecode)
+
+
+def _write_metadata(aside: Path) -> None:
+    aside.mkdir()
     summary = "Stand-in transformer_engine written by the fp8ref conformance suite; it has no kernels."
-    (dist_info / "METADATA").write_text(
+    (aside / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: transformer-engine\nVersion: {STANDIN_TE_VERSION}\nSummary: {summary}\n"
     )
-    (dist_info / "top_level.txt").write_text("transformer_engine\n")
-    (dist_info / "RECORD").write_text("")
-    (dist_info / "INSTALLER").write_text("fp8ref-conformance\n")
-    return directory
+    (aside / "top_level.txt").write_text("transformer_engine\n")
+    (aside / "RECORD").write_text("")
+    (aside / "INSTALLER").write_text("fp8ref-conformance\n")
+
+
+def _into_place(target: Path, build: Callable[[Path], None]) -> None:
+    """Build ``target`` under a name of its own, then rename it into place; where another writer got there first,
+    theirs stays (the two are the same)."""
+    if target.exists():
+        return
+    aside = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+    shutil.rmtree(aside, ignore_errors=True)
+    build(aside)
+    try:
+        aside.rename(target)
+    except OSError:  # written meanwhile by another process
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _bytecode(directory: str, names: list[str]) -> list[str]:
