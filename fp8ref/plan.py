@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,15 +56,9 @@ class LayerPlan:
         return self.bf16_time_s / self.fp8_time_s
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "fqn": self.fqn,
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "convert": self.convert,
-            "reason": self.reason,
-            "lora_adapter": self.lora_adapter,
-            "predicted_speedup": round(self.predicted_speedup, 4),
-        }
+        """Its fields without the two timings, which the speedup stands for."""
+        fields = {name: value for name, value in asdict(self).items() if not name.endswith("_time_s")}
+        return {**fields, "predicted_speedup": round(self.predicted_speedup, 4)}
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from fp8ref.config import Backend
@@ -75,12 +75,7 @@ class TERecipe:
         return self.fp8_format, self.amax_history_len, self.amax_compute_algo
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "fp8_format": self.fp8_format,
-            "amax_history_len": self.amax_history_len,
-            "amax_compute_algo": self.amax_compute_algo,
-        }
+        return asdict(self)
 
 
 def _format_name(value: Any) -> str | None:

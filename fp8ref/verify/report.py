@@ -77,13 +77,9 @@ class FP8Report:
         return EXECUTION_COMPILED if len(self.compiled_layers) == len(self.converted) else EXECUTION_PARTLY
 
     def to_dict(self) -> dict[str, Any]:
+        plain = ("requested", "state", "in_effect", "accelerator_fp8_enabled", "backend", "recipe")
         return {
-            "requested": self.requested,
-            "state": self.state,
-            "in_effect": self.in_effect,
-            "accelerator_fp8_enabled": self.accelerator_fp8_enabled,
-            "backend": self.backend,
-            "recipe": self.recipe,
+            **{name: getattr(self, name) for name in plain},
             "converted": list(self.converted),
             "skipped": [{"fqn": fqn, "reason": reason} for fqn, reason in self.skipped],
             "lora_adapters": list(self.lora_adapters),

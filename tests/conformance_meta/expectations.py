@@ -2,7 +2,8 @@
 
 Each module of ``broken/`` or ``partial/`` that the suite must judge in a plain way ends with a module-level
 ``EXPECTED = {...}``: a dict literal of the fields of :class:`Expected` (the clauses that fail, pass, or miss a
-function; the tests that fail or pass; text a failure names; the ``-k`` selection of its one suite session). It is
+function; the tests that fail or pass; text a failure names; the ``-k`` selection of its one suite session), under
+a comment that says why these verdicts. It is
 a literal, not an ``Expected(...)`` call, so that the module needs no import from the meta-tests: the suite and the
 children it starts import it from its folder alone. The meta-tests read it with :mod:`ast`, without importing the
 module (some broken modules patch fp8ref or end the interpreter when imported). The suite itself never reads it:
@@ -49,7 +50,6 @@ class Expected:
     says: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     via_env: bool = False  # choose the implementation with $FP8REF_IMPL instead of --fp8-impl
     children: bool = False  # keep the test modules that start training processes (see WITHOUT_CHILDREN)
-    why: str = ""
 
     def __post_init__(self) -> None:
         if not (self.fails or self.missing):

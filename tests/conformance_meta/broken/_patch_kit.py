@@ -5,7 +5,7 @@ With :class:`PatchDefect`'s defaults it follows C13: configure sets only the env
 ``Accelerator.__init__`` once so that an FP8 handler built by fp8ref's ``create_fp8_kwargs`` joins the handlers
 passed (unless one is an FP8 handler already, kept as it is), and with Transformer Engine it replaces accelerate's
 TE conversion by one that follows the contract's filter and does not stop at an odd-sized layer. Each
-``fp8broken_*`` module that uses it sets one knob.
+``fp8broken_*`` module that uses it sets one knob; its other three functions are fp8ref's.
 
 The broken modules use this instead of fp8ref's own configure and patch so that their defect stays the one they
 name whatever fp8ref's patch becomes (fp8ref's configure may patch accelerate itself, which would hide it). Not a

@@ -3,7 +3,8 @@
 With :class:`VerifyDefect`'s defaults it follows C12 a to d: it warns when the accelerator has FP8 off, when the
 prepared models hold no FP8 layer (torchao ``Float8Linear`` or a Transformer Engine module) or when one of their FP8
 layers emulates; before any ``prepare`` it stays quiet and checks the layers after this accelerator's next
-``prepare`` of a model (a wrapper on the instance, once). Each ``fp8broken_verify_*`` module sets one knob.
+``prepare`` of a model (a wrapper on the instance, once). Each ``fp8broken_verify_*`` module sets one knob; its other
+four functions are fp8ref's.
 
 The broken modules use this instead of wrapping fp8ref's verify so that their defect stays the one they name
 whatever fp8ref's own verify becomes. Not a module the suite is run against (no contract functions here).

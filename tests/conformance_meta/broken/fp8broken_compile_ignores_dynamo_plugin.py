@@ -23,6 +23,7 @@ def _no_layer_in_a_compiled_module(accelerator: Any) -> bool:
 verify_fp8_status = verify_with_notice(_reference_verify, _no_layer_in_a_compiled_module)
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: C12e: a verify that never looks at the accelerator's dynamo plugin.
 EXPECTED = {
     "select": "(c12e or c12b) and not eagerly",
     "fails": ("C12e",),
@@ -42,5 +43,4 @@ EXPECTED = {
         "test_c12e_deferred_check_judges_compilation_after_the_next_prepare[eager]",
     ),
     "children": True,
-    "why": "C12e: a verify that never looks at the accelerator's dynamo plugin.",
 }

@@ -18,6 +18,7 @@ def verify_fp8_status(accelerator: Any, training_args: Any) -> Any:
 
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: C12e: a verify that never names torch.compile.
 EXPECTED = {
     "select": "(c12e or c12b) and not compiling_at_prepare",
     "fails": ("C12e",),
@@ -37,5 +38,4 @@ EXPECTED = {
     ),
     "says": {"C12e": "torch.compile"},
     "children": True,
-    "why": "C12e: a verify that never names torch.compile.",
 }

@@ -19,6 +19,7 @@ def _any_float8_layer(accelerator: Any) -> bool:
 verify_fp8_status = verify_with_notice(_reference_verify, _any_float8_layer)
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: C12e: a verify that names torch.compile for compiled models too.
 EXPECTED = {
     "select": "(c12e or c12b) and not trainer",
     "fails": ("C12b", "C12e"),
@@ -36,5 +37,4 @@ EXPECTED = {
         "test_c12e_te_layers_never_get_the_notice",
     ),
     "children": True,
-    "why": "C12e: a verify that names torch.compile for compiled models too.",
 }

@@ -24,11 +24,11 @@ def configure_fp8_environment(training_args: Any) -> Any:
 
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: C14b: LLaMA-Factory calls no patch for torchao.
 EXPECTED = {
     "select": "c14b",
     "fails": ("C14b",),
     "failing_tests": ("test_c14b_llamafactory_call_order_converts_projections_cpu[torchao]",),
     "passing_tests": ("test_c14b_llamafactory_call_order_converts_projections_cpu[te]",),
     "children": True,
-    "why": "C14b: LLaMA-Factory calls no patch for torchao.",
 }

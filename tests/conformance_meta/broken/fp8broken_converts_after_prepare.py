@@ -1,9 +1,6 @@
 """Broken on purpose (breaks G4): with torchao, the patch's handler converts nothing and the layers are
 converted after ``prepare`` returns, by building new ``Float8Linear`` modules on torch's default device and copying
-the weights in: on a GPU machine they stay on the CPU, after accelerate has placed the model on the GPU.
-
-configure and the patch are the compact ones of :mod:`_patch_kit` with that one defect; the other three functions
-are fp8ref's."""
+the weights in: on a GPU machine they stay on the CPU, after accelerate has placed the model on the GPU."""
 
 from __future__ import annotations
 
@@ -16,9 +13,9 @@ configure_fp8_environment = _environment_only  # after the star import, which br
 patch_accelerator_for_fp8 = make_patch(PatchDefect(convert_after_prepare=True))
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: G4's device check on the CPU twin.
 EXPECTED = {
     "select": "test_g2 or test_g4",
     "fails": ("G4/cpu",),
     "passes": ("G2/cpu",),
-    "why": "G4's device check on the CPU twin.",
 }

@@ -31,9 +31,9 @@ def create_fp8_kwargs(training_args: Any) -> list[Any]:
 
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: C9 names in other letter cases.
 EXPECTED = {
     "select": "c9 and not property",
     "fails": ("C9d",),
     "passes": ("C9a", "C9b", "C9c", "C9e", "C9f"),
-    "why": "C9 names in other letter cases.",
 }

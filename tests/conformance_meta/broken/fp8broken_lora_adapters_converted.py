@@ -46,9 +46,9 @@ def _with_adapter_blind_filter(build: Any) -> Any:
 fp8ref.patch.build_fp8_handler = _with_adapter_blind_filter(fp8ref.patch.build_fp8_handler)  # type: ignore[attr-defined]
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: The filter tests of C17b, and C9e on the same filter (fast: no training run).
 EXPECTED = {
     "select": "c17b_filter or c17b_property or c9e",
     "fails": ("C17b",),
     "passes": ("C9e",),
-    "why": "The filter tests of C17b, and C9e on the same filter (fast: no training run).",
 }

@@ -1,9 +1,6 @@
 """Broken on purpose (breaks C13b): the patch keeps an explicit torchao handler (the same object, so
 an identity check passes) but gives it the implementation's module filter "so that the head and LoRA rules always
-apply": the caller's filter is lost.
-
-configure and the patch are the compact ones of :mod:`_patch_kit` with that one defect; the other three functions
-are fp8ref's."""
+apply": the caller's filter is lost."""
 
 from __future__ import annotations
 
@@ -16,9 +13,9 @@ configure_fp8_environment = _environment_only  # after the star import, which br
 patch_accelerator_for_fp8 = make_patch(PatchDefect(retune_explicit=True))
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: C13: an explicit handler kept unchanged.
 EXPECTED = {
     "select": "c13a or c13b",
     "fails": ("C13b",),
     "passes": ("C13a",),
-    "why": "C13: an explicit handler kept unchanged.",
 }

@@ -1,9 +1,6 @@
 """Broken on purpose (breaks C13a): the patch injects its FP8 handler only into handlers passed as a list (or
 none); a tuple, which accelerate accepts as well, passes through untouched, so accelerate makes up its own default
-handler from ``ACCELERATE_MIXED_PRECISION=fp8``.
-
-configure and the patch are the compact ones of :mod:`_patch_kit` with that one defect; the other three functions
-are fp8ref's."""
+handler from ``ACCELERATE_MIXED_PRECISION=fp8``."""
 
 from __future__ import annotations
 
@@ -16,4 +13,5 @@ configure_fp8_environment = _environment_only  # after the star import, which br
 patch_accelerator_for_fp8 = make_patch(PatchDefect(tuples="ignored"))
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
-EXPECTED = {"select": "c13a or c13b", "fails": ("C13a",), "passes": ("C13b",), "why": "C13: handlers in a tuple."}
+#: C13: handlers in a tuple.
+EXPECTED = {"select": "c13a or c13b", "fails": ("C13a",), "passes": ("C13b",)}

@@ -1,9 +1,6 @@
 """Broken on purpose (breaks G2, G3, C13a): the patch's Transformer Engine conversion no longer stops at an
 odd-sized layer, but it converts every layer whose sizes are divisible by 16, heads too (``lm_head`` in TE): the
-filter's name rules are not applied.
-
-configure and the patch are the compact ones of :mod:`_patch_kit` with that one defect; the other three functions
-are fp8ref's."""
+filter's name rules are not applied."""
 
 from __future__ import annotations
 
@@ -16,8 +13,8 @@ configure_fp8_environment = _environment_only  # after the star import, which br
 patch_accelerator_for_fp8 = make_patch(PatchDefect(te_names=False))
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: Two-sided TE conversion (G2, G3, C13a).
 EXPECTED = {
     "select": "c13a_te or test_g2 or test_g3",
     "fails": ("C13a", "G2/cpu", "G3/cpu"),
-    "why": "Two-sided TE conversion (G2, G3, C13a).",
 }

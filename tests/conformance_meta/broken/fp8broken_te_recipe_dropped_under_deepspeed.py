@@ -29,11 +29,11 @@ def patch_accelerator_for_fp8(*args: Any, **kwargs: Any) -> Any:
 
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: C16d: TE's recipe dropped under DeepSpeed names TE's default amax history.
 EXPECTED = {
     "select": "3-path and (c16d or c16c)",
     "fails": ("C16d",),
     "passes": ("C16c",),
     "says": {"C16d": "'amax_history_len': 1024"},
     "children": True,
-    "why": "C16d: TE's recipe dropped under DeepSpeed names TE's default amax history.",
 }

@@ -27,9 +27,9 @@ def create_fp8_kwargs(training_args: Any) -> list[Any]:
 
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: The tensorwise handler's filter by the C9 and C17b rules.
 EXPECTED = {
     "select": "c9a or c9c or c17b_filter",
     "fails": ("C17b", "C9c"),
     "passes": ("C9a",),
-    "why": "The tensorwise handler's filter by the C9 and C17b rules.",
 }

@@ -1,7 +1,5 @@
 """Broken on purpose (breaks C12c): verify reports emulation only when every FP8 layer emulates, so a model in
-which some layers emulate (converted with another config, by the user or by the handler) passes as FP8 in effect.
-
-verify is the compact one of :mod:`_verify_kit` with that one defect; the other four functions are fp8ref's."""
+which some layers emulate (converted with another config, by the user or by the handler) passes as FP8 in effect."""
 
 from __future__ import annotations
 
@@ -12,9 +10,9 @@ from fp8ref import *  # noqa: F403  (everything this module does not break is fp
 verify_fp8_status = make_verify(VerifyDefect(emulation="all"))
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: C12c: some layers emulate; the user converted the emulating layers.
 EXPECTED = {
     "select": "c12a or c12c",
     "fails": ("C12c",),
     "passes": ("C12a",),
-    "why": "C12c: some layers emulate; the user converted the emulating layers.",
 }

@@ -1,8 +1,6 @@
 """Broken on purpose (breaks C12c): verify judges emulation by the accelerator's torchao handler
 (``ao_recipe_handler.config.emulate``) instead of the layers in effect, so emulating layers that the user
-converted with torchao before ``prepare`` pass as FP8 in effect.
-
-verify is the compact one of :mod:`_verify_kit` with that one defect; the other four functions are fp8ref's."""
+converted with torchao before ``prepare`` pass as FP8 in effect."""
 
 from __future__ import annotations
 
@@ -13,9 +11,9 @@ from fp8ref import *  # noqa: F403  (everything this module does not break is fp
 verify_fp8_status = make_verify(VerifyDefect(emulation="handler"))
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: C12c: some layers emulate; the user converted the emulating layers.
 EXPECTED = {
     "select": "c12a or c12c",
     "fails": ("C12c",),
     "passes": ("C12a",),
-    "why": "C12c: some layers emulate; the user converted the emulating layers.",
 }

@@ -1,8 +1,6 @@
 """Broken on purpose (breaks C12d): a second verify before ``prepare`` takes the pending check back
 (meant as "one check, not two", it removes the first and adds none), so after two verifies no check follows the
-next ``prepare``.
-
-verify is the compact one of :mod:`_verify_kit` with that one defect; the other four functions are fp8ref's."""
+next ``prepare``."""
 
 from __future__ import annotations
 
@@ -13,9 +11,9 @@ from fp8ref import *  # noqa: F403  (everything this module does not break is fp
 verify_fp8_status = make_verify(VerifyDefect(follow_up="second-call-cancels"))
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
+#: C12d: two verifies before prepare.
 EXPECTED = {
     "select": "c12a or c12d and not trainer",
     "fails": ("C12d",),
     "passes": ("C12a",),
-    "why": "C12d: two verifies before prepare.",
 }
