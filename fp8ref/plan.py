@@ -333,28 +333,8 @@ def _layer_plan(
     )
 
 
-def plan_config(
-    path: str | Path | None,
-    *,
-    recipe: TorchaoRecipe | str = TorchaoRecipe.ROWWISE,
-    size_aware: bool = False,
-    tokens: int = 8192,
-    gpu: str | GPUSpec = "h100-sxm",
-    lora_rank: int | None = None,
-    lora_targets: Sequence[str] | None = None,
-    mode: str = "compiled",
-) -> ConversionPlan:
-    """Plan the conversion of the model of a ``config.json`` (the embedded tiny Llama by default)."""
+def plan_config(path: str | Path | None, **options: Any) -> ConversionPlan:
+    """Plan the conversion of the model of a ``config.json`` (the embedded tiny Llama by default); ``options`` are
+    :func:`plan_model`'s keywords after ``model`` and ``name``."""
     name, config_dict = load_config_dict(path)
-    model = build_meta_model(config_dict)
-    return plan_model(
-        model,
-        name=name,
-        recipe=recipe,
-        size_aware=size_aware,
-        tokens=tokens,
-        gpu=gpu,
-        lora_rank=lora_rank,
-        lora_targets=lora_targets,
-        mode=mode,
-    )
+    return plan_model(build_meta_model(config_dict), name=name, **options)

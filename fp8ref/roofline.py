@@ -192,28 +192,16 @@ class GPUSpec:
 #:   HBM2e 2.0 TB/s.
 #: * H200 SXM: NVIDIA H200 datasheet (nvidia.com/en-us/data-center/h200/): the same tensor-core
 #:   peaks as H100 SXM (BF16 1,979 / FP8 3,958 TFLOPS with sparsity), HBM3e 4.8 TB/s.
+_DENSE = "datasheet (dense = half the sparse figure)"
+#: name: (BF16 and FP8 dense TFLOPS, HBM TB/s, source)
+_GPU_FIGURES = {
+    "h100-sxm": (989.4, 1978.9, 3.35, f"NVIDIA H100 {_DENSE}"),
+    "h100-pcie": (756.5, 1513.0, 2.0, f"NVIDIA H100 {_DENSE}"),
+    "h200": (989.4, 1978.9, 4.8, f"NVIDIA H200 {_DENSE}"),
+}
 GPUS: Mapping[str, GPUSpec] = {
-    "h100-sxm": GPUSpec(
-        name="h100-sxm",
-        bf16_flops=989.4 * TERA,
-        fp8_flops=1978.9 * TERA,
-        hbm_bytes_per_s=3.35 * TERA,
-        source="NVIDIA H100 datasheet (dense = half the sparse figure)",
-    ),
-    "h100-pcie": GPUSpec(
-        name="h100-pcie",
-        bf16_flops=756.5 * TERA,
-        fp8_flops=1513.0 * TERA,
-        hbm_bytes_per_s=2.0 * TERA,
-        source="NVIDIA H100 datasheet (dense = half the sparse figure)",
-    ),
-    "h200": GPUSpec(
-        name="h200",
-        bf16_flops=989.4 * TERA,
-        fp8_flops=1978.9 * TERA,
-        hbm_bytes_per_s=4.8 * TERA,
-        source="NVIDIA H200 datasheet (dense = half the sparse figure)",
-    ),
+    name: GPUSpec(name, bf16 * TERA, fp8 * TERA, hbm * TERA, source)
+    for name, (bf16, fp8, hbm, source) in _GPU_FIGURES.items()
 }
 
 

@@ -117,6 +117,11 @@ def _convert_after_prepare(accelerator_class: Any, accept: Callable[[nn.Module, 
     accelerator_class.prepare = prepare
 
 
+def patch_functions(defect: PatchDefect) -> tuple[Callable[[Any], None], Callable[[], None]]:
+    """The compact configure and a patch with ``defect``: the two functions a module of this kit replaces."""
+    return configure_fp8_environment, make_patch(defect)
+
+
 def make_patch(defect: PatchDefect) -> Callable[[], None]:
     def patch_accelerator_for_fp8() -> None:
         import accelerate.accelerator

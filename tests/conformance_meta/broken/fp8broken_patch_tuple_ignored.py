@@ -4,13 +4,12 @@ handler from ``ACCELERATE_MIXED_PRECISION=fp8``."""
 
 from __future__ import annotations
 
-from _patch_kit import PatchDefect, make_patch
-from _patch_kit import configure_fp8_environment as _environment_only
+from _patch_kit import PatchDefect, patch_functions
 
 from fp8ref import *  # noqa: F403  (everything this module does not break is fp8ref's)
 
-configure_fp8_environment = _environment_only  # after the star import, which brings fp8ref's
-patch_accelerator_for_fp8 = make_patch(PatchDefect(tuples="ignored"))
+# after the star import, which brings fp8ref's
+configure_fp8_environment, patch_accelerator_for_fp8 = patch_functions(PatchDefect(tuples="ignored"))
 
 #: What the suite must say of this module (tests/conformance_meta/expectations.py).
 #: C13: handlers in a tuple.
