@@ -98,12 +98,7 @@ class ConversionPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model,
-            "recipe": self.recipe,
-            "size_aware": self.size_aware,
-            "tokens": self.tokens,
-            "gpu": self.gpu,
-            "mode": self.mode,
+            **{name: getattr(self, name) for name in ("model", "recipe", "size_aware", "tokens", "gpu", "mode")},
             "lora": {"rank": self.lora_rank, "targets": list(self.lora_targets)} if self.lora_rank else None,
             "totals": {
                 "linear_layers": len(self.layers),

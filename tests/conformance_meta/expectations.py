@@ -43,7 +43,8 @@ class Expected:
     fails: tuple[str, ...] = ()
     passes: tuple[str, ...] = ()
     missing: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
-    #: Tests (their names without the module, as in the report) that must fail, and that must pass.
+    #: Tests (their names without the module, as in the report) that must fail, and that must pass; ``name[*]``
+    #: stands for every parametrization of ``name`` (at least one must have run).
     failing_tests: tuple[str, ...] = ()
     passing_tests: tuple[str, ...] = ()
     #: Text the first failure of each of these clauses must contain.
@@ -91,6 +92,19 @@ def declared() -> list[Declared]:
         if expected is not None:
             found.append(Declared(path.stem, path.parent, expected))
     return found
+
+
+#: A test name that stands for every parametrization of the test: ``test_c12e_x[*]``.
+EVERY_PARAMETRIZATION = "[*]"
+
+
+def tests_named(name: str, ran: Mapping[str, str]) -> dict[str, str | None]:
+    """The outcomes, in ``ran`` (outcome by test name), of the tests that ``name`` stands for: itself, or with
+    ``[*]`` every parametrization of it (``None`` for a name that did not run)."""
+    if not name.endswith(EVERY_PARAMETRIZATION):
+        return {name: ran.get(name)}
+    stem = name[: -len(EVERY_PARAMETRIZATION)] + "["
+    return {test: outcome for test, outcome in ran.items() if test.startswith(stem)} or {name: None}
 
 
 def session_of(

@@ -17,7 +17,16 @@ import pytest
 
 from fp8ref_conformance import clauses
 
-from .expectations import CORRECT_DIR, META, Declared, declared, implementation_files, run_of, session_of
+from .expectations import (
+    CORRECT_DIR,
+    META,
+    Declared,
+    declared,
+    implementation_files,
+    run_of,
+    session_of,
+    tests_named,
+)
 from .suite_runs import SuiteResult, SuiteRun, run_suites
 
 DECLARED = declared()
@@ -53,10 +62,10 @@ def test_suite_gives_the_declared_verdicts(results: dict[str, SuiteResult], case
         assert data.get("outcome") == "missing", f"{clause} should be missing for {module}: {data}"
         assert data["missing"] == list(names) and data["first_failure"] == f"missing: {', '.join(names)}", data
     tests = _tests(report)
-    wrong = {name: tests.get(name) for name in expected.failing_tests if tests.get(name) != "failed"}
-    assert not wrong, f"these tests should fail for {module}: {wrong}"
-    wrong = {name: tests.get(name) for name in expected.passing_tests if tests.get(name) != "passed"}
-    assert not wrong, f"these tests should pass for {module}: {wrong}"
+    for outcome, names in (("failed", expected.failing_tests), ("passed", expected.passing_tests)):
+        named = {test: got for name in names for test, got in tests_named(name, tests).items()}
+        wrong = {test: got for test, got in named.items() if got != outcome}
+        assert not wrong, f"these tests should have {outcome} for {module}: {wrong}"
     for clause, text in expected.says.items():
         assert text in (clauses[clause]["first_failure"] or ""), clauses[clause]["first_failure"]
     assert report["all_passed"] is False
@@ -112,3 +121,11 @@ def test_suite_passes_an_independent_correct_implementation(tmp_path: Path) -> N
     expected = set(clauses.cpu_rows())
     assert set(report["clauses"]) == expected, sorted(set(report["clauses"]) ^ expected)
     assert report["all_passed"] is True and result.ret == pytest.ExitCode.OK
+
+
+def test_a_name_with_star_stands_for_every_parametrization_that_ran() -> None:
+    ran = {"test_a[x]": "passed", "test_a[y]": "failed", "test_ab[x]": "failed", "test_b": "passed"}
+    assert tests_named("test_a[*]", ran) == {"test_a[x]": "passed", "test_a[y]": "failed"}
+    assert tests_named("test_b", ran) == {"test_b": "passed"}
+    assert tests_named("test_c[*]", ran) == {"test_c[*]": None}, "a name that matches nothing did not run"
+    assert tests_named("test_c", ran) == {"test_c": None}

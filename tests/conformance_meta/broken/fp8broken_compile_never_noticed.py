@@ -28,14 +28,7 @@ EXPECTED = {
         "test_c12e_deferred_check_judges_compilation_after_the_next_prepare[eager]",
         "test_c12e_trainer_running_eagerly_gets_the_notice_after_train",
     ),
-    "passing_tests": (
-        "test_c12e_compiled_float8_layers_get_no_notice[wrapper-of-the-model]",
-        "test_c12e_compiled_float8_layers_get_no_notice[wrapper-of-an-enclosing-module]",
-        "test_c12e_compiled_float8_layers_get_no_notice[compiled-in-place]",
-        "test_c12e_compiled_float8_layers_get_no_notice[block-compiled-in-place]",
-        "test_c12e_compiled_float8_layers_get_no_notice[dynamo-plugin]",
-        "test_c12e_compiled_float8_layers_get_no_notice[regional-dynamo-plugin]",
-    ),
+    "passing_tests": ("test_c12e_compiled_float8_layers_get_no_notice[*]",),
     "says": {"C12e": "torch.compile"},
     "children": True,
 }
