@@ -98,7 +98,7 @@ def declared() -> list[Declared]:
 EVERY_PARAMETRIZATION = "[*]"
 
 
-def tests_named(name: str, ran: Mapping[str, str]) -> dict[str, str | None]:
+def outcomes_named(name: str, ran: Mapping[str, str]) -> dict[str, str | None]:
     """The outcomes, in ``ran`` (outcome by test name), of the tests that ``name`` stands for: itself, or with
     ``[*]`` every parametrization of it (``None`` for a name that did not run)."""
     if not name.endswith(EVERY_PARAMETRIZATION):

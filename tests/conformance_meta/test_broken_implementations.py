@@ -23,9 +23,9 @@ from .expectations import (
     Declared,
     declared,
     implementation_files,
+    outcomes_named,
     run_of,
     session_of,
-    tests_named,
 )
 from .suite_runs import SuiteResult, SuiteRun, run_suites
 
@@ -63,7 +63,7 @@ def test_suite_gives_the_declared_verdicts(results: dict[str, SuiteResult], case
         assert data["missing"] == list(names) and data["first_failure"] == f"missing: {', '.join(names)}", data
     tests = _tests(report)
     for outcome, names in (("failed", expected.failing_tests), ("passed", expected.passing_tests)):
-        named = {test: got for name in names for test, got in tests_named(name, tests).items()}
+        named = {test: got for name in names for test, got in outcomes_named(name, tests).items()}
         wrong = {test: got for test, got in named.items() if got != outcome}
         assert not wrong, f"these tests should have {outcome} for {module}: {wrong}"
     for clause, text in expected.says.items():
@@ -125,7 +125,7 @@ def test_suite_passes_an_independent_correct_implementation(tmp_path: Path) -> N
 
 def test_a_name_with_star_stands_for_every_parametrization_that_ran() -> None:
     ran = {"test_a[x]": "passed", "test_a[y]": "failed", "test_ab[x]": "failed", "test_b": "passed"}
-    assert tests_named("test_a[*]", ran) == {"test_a[x]": "passed", "test_a[y]": "failed"}
-    assert tests_named("test_b", ran) == {"test_b": "passed"}
-    assert tests_named("test_c[*]", ran) == {"test_c[*]": None}, "a name that matches nothing did not run"
-    assert tests_named("test_c", ran) == {"test_c": None}
+    assert outcomes_named("test_a[*]", ran) == {"test_a[x]": "passed", "test_a[y]": "failed"}
+    assert outcomes_named("test_b", ran) == {"test_b": "passed"}
+    assert outcomes_named("test_c[*]", ran) == {"test_c[*]": None}, "a name that matches nothing did not run"
+    assert outcomes_named("test_c", ran) == {"test_c": None}
